@@ -1,0 +1,96 @@
+"""The `notify-pipeline` command. Each subcommand is a thin shell over a plain module."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from notify_pipeline.db import urls
+
+
+class OperatorError(click.ClickException):
+    """An error the operator can fix: printed as one line, exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"notify-pipeline: {self.format_message()}", err=True)
+
+
+def _queue_url() -> str:
+    from notify_pipeline.db.embedded import EmbeddedPostgresError
+    from notify_pipeline.db.location import queue_database_url
+
+    try:
+        return queue_database_url()
+    except (EmbeddedPostgresError, urls.DatabaseUrlError) as exc:
+        raise OperatorError(str(exc)) from exc
+    except Exception as exc:  # psycopg.OperationalError while creating the embedded database
+        raise OperatorError(f"cannot reach the queue database: {str(exc).strip().splitlines()[0]}") from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="notify-pipeline")
+def main() -> None:
+    """WhatsApp notifications on PostgreSQL, run by Dagster.
+
+    The queue database is NOTIFY_DATABASE_URL, or an embedded PostgreSQL under .notify_data/
+    when that is unset.
+    """
+
+
+@main.group()
+def db() -> None:
+    """The queue database: migrations and location."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the schema migrations; a second run changes nothing."""
+    from notify_pipeline.db.migrate import MigrationError, upgrade
+
+    url = _queue_url()
+    try:
+        result = upgrade(url)
+    except MigrationError as exc:
+        raise OperatorError(str(exc)) from exc
+    if result.changed:
+        click.echo(
+            f"{urls.mask(url)}: migrated from {result.before or 'an empty database'} to {result.after}"
+        )
+    else:
+        click.echo(f"{urls.mask(url)}: already at {result.after}, nothing to do")
+
+
+@db.command("url")
+def db_url() -> None:
+    """Print the queue database URL in use (starting the embedded server if that is the one)."""
+    click.echo(_queue_url())
+
+
+@db.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL server, if it runs."""
+    from notify_pipeline.db.location import embedded_server
+
+    stopped = embedded_server().stop()
+    click.echo("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+
+
+@main.command("dev")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the Dagster UI listens on.")
+@click.option("--port", default=3000, show_default=True, type=int, help="Port of the Dagster UI.")
+def dev(host: str, port: int) -> None:
+    """Migrate, then run the Dagster webserver and daemon with this code location."""
+    from notify_pipeline.db.migrate import MigrationError
+    from notify_pipeline.dev import run_dev
+
+    try:
+        sys.exit(run_dev(_queue_url(), host=host, port=port))
+    except MigrationError as exc:
+        raise OperatorError(str(exc)) from exc
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Queue database: schema, migrations, connections and the embedded PostgreSQL."""

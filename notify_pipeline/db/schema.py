@@ -1,0 +1,178 @@
+"""The queue schema as SQLAlchemy Core metadata, for the Python code that queries it.
+
+The migrations (db/migrations/versions/*.sql) create the schema; this module describes it. A test
+compares the two on a migrated database, so a column added in one and not the other fails CI.
+Constraints, triggers and functions live in the SQL only.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    Time,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+
+metadata = MetaData()
+
+TZ = TIMESTAMP(timezone=True)
+
+# The runbook's statuses; a claimed row is queued with a lock, a deferred one queued with a future
+# next_attempt_at.
+QUEUED, SENT, FAILED = "queued", "sent", "failed"
+STATUSES = (QUEUED, SENT, FAILED)
+
+
+def _id() -> Column:
+    return Column("id", BigInteger, Identity(always=False), primary_key=True)
+
+
+def _timestamps() -> list[Column]:
+    return [
+        Column("created_at", TZ, nullable=False, server_default=text("now()")),
+        Column("updated_at", TZ, nullable=False, server_default=text("now()")),
+    ]
+
+
+notifications = Table(
+    "notifications",
+    metadata,
+    _id(),
+    Column("to_wa_id", Text, nullable=False),
+    Column("template_name", Text),
+    Column("language", Text),
+    Column("notification_type", Text, nullable=False),
+    Column("domain", Text, nullable=False, server_default="core"),
+    Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("status", Text, nullable=False, server_default=QUEUED),
+    Column("priority", SmallInteger, nullable=False, server_default="0"),
+    Column("retry_count", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", TZ),
+    Column("locked_at", TZ),
+    Column("locked_by", Text),
+    Column("error_message", Text),
+    Column("last_error_code", Text),
+    Column("quiet_hours_override", Boolean, nullable=False, server_default=text("false")),
+    Column("correlation_id", Text),
+    Column("campaign_id", Text),
+    Column("dedupe_key", Text),
+    Column("wa_message_id", Text),
+    Column("sent_at", TZ),
+    *_timestamps(),
+    UniqueConstraint("dedupe_key", name="notifications_dedupe_key_key"),
+)
+Index(
+    "notifications_due_idx",
+    notifications.c.next_attempt_at,
+    notifications.c.id,
+    postgresql_where=notifications.c.status == QUEUED,
+)
+Index(
+    "notifications_locked_idx",
+    notifications.c.locked_at,
+    postgresql_where=(notifications.c.status == QUEUED) & notifications.c.locked_at.is_not(None),
+)
+Index("notifications_recipient_idx", notifications.c.to_wa_id, notifications.c.created_at)
+Index(
+    "notifications_correlation_idx",
+    notifications.c.correlation_id,
+    postgresql_where=notifications.c.correlation_id.is_not(None),
+)
+Index("notifications_created_at_idx", notifications.c.created_at)
+Index(
+    "notifications_failed_idx", notifications.c.created_at, postgresql_where=notifications.c.status == FAILED
+)
+Index(
+    "notifications_wa_message_id_idx",
+    notifications.c.wa_message_id,
+    unique=True,
+    postgresql_where=notifications.c.wa_message_id.is_not(None),
+)
+
+contact_preferences = Table(
+    "contact_preferences",
+    metadata,
+    _id(),
+    Column("wa_id", Text, nullable=False),
+    Column("profile_id", Text),
+    Column("locale", Text, nullable=False, server_default="en"),
+    Column("quiet_hours_start", Time),
+    Column("quiet_hours_end", Time),
+    Column("timezone", Text, nullable=False, server_default="Africa/Kigali"),
+    Column("opted_out", Boolean, nullable=False, server_default=text("false")),
+    Column("opt_out_at", TZ),
+    Column("opt_out_reason", Text),
+    Column("opted_in_at", TZ),
+    *_timestamps(),
+    UniqueConstraint("wa_id", name="contact_preferences_wa_id_key"),
+)
+Index(
+    "contact_preferences_opted_out_idx",
+    contact_preferences.c.opt_out_at,
+    postgresql_where=contact_preferences.c.opted_out,
+)
+
+whatsapp_templates = Table(
+    "whatsapp_templates",
+    metadata,
+    _id(),
+    Column("template_key", Text, nullable=False),
+    Column("template_name", Text, nullable=False),
+    Column("language", Text, nullable=False, server_default="en"),
+    Column("category", Text, nullable=False, server_default="UTILITY"),
+    Column("domain", Text, nullable=False, server_default="core"),
+    Column("description", Text),
+    Column("approval_status", Text, nullable=False, server_default="PENDING"),
+    Column("is_active", Boolean, nullable=False, server_default=text("true")),
+    Column("parameter_format", Text, nullable=False, server_default="POSITIONAL"),
+    Column("variables", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("components", JSONB),
+    Column("retry_policy", JSONB, nullable=False),
+    Column("quiet_hours_exempt", Boolean),
+    Column("meta_template_id", Text),
+    Column("synced_at", TZ),
+    *_timestamps(),
+    UniqueConstraint("template_key", "language", name="whatsapp_templates_key_language_key"),
+    UniqueConstraint("template_name", "language", name="whatsapp_templates_name_language_key"),
+)
+
+notification_audit_log = Table(
+    "notification_audit_log",
+    metadata,
+    _id(),
+    Column("notification_id", BigInteger, ForeignKey("notifications.id", ondelete="CASCADE")),
+    Column("event_type", Text, nullable=False),
+    Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("created_at", TZ, nullable=False, server_default=text("clock_timestamp()")),
+)
+Index(
+    "notification_audit_log_notification_idx",
+    notification_audit_log.c.notification_id,
+    notification_audit_log.c.created_at,
+)
+Index("notification_audit_log_created_at_idx", notification_audit_log.c.created_at)
+
+observability_events = Table(
+    "observability_events",
+    metadata,
+    _id(),
+    Column("event_type", Text, nullable=False),
+    Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("created_at", TZ, nullable=False, server_default=text("clock_timestamp()")),
+)
+Index(
+    "observability_events_type_time_idx", observability_events.c.event_type, observability_events.c.created_at
+)
+Index("observability_events_created_at_idx", observability_events.c.created_at)

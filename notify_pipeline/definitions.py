@@ -1,0 +1,12 @@
+"""The notify-pipeline code location: every domain's definitions, merged.
+
+Loaded by Dagster through workspace.yaml (module notify_pipeline.definitions).
+"""
+
+import dagster as dg
+
+from notify_pipeline.defs import resources
+
+defs = dg.Definitions.merge(
+    resources.defs,
+)

@@ -1,0 +1,1 @@
+"""Dagster wiring, by domain. Each module exposes a `defs` that definitions.py merges."""

@@ -1,0 +1,96 @@
+"""`notify-pipeline dev`: the product on one machine, for development and demos.
+
+Runs the Dagster webserver and daemon as two child processes (as production does, rather than
+the superseded `dagster dev`), both on the instance in dagster.yaml with Postgres storage.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from notify_pipeline import settings
+from notify_pipeline.db import urls
+from notify_pipeline.db.location import dagster_storage_url
+from notify_pipeline.db.migrate import upgrade
+
+
+def dagster_home() -> Path:
+    """DAGSTER_HOME, or a folder under the data dir holding a link to the project's dagster.yaml."""
+    configured = os.environ.get("DAGSTER_HOME")
+    if configured:
+        return Path(configured)
+    home = settings.data_dir() / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    link = home / "dagster.yaml"
+    source = settings.project_root() / "dagster.yaml"
+    if source.exists() and not link.exists():
+        link.symlink_to(source)
+    return home
+
+
+def dev_environment(queue_url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "NOTIFY_DATABASE_URL": queue_url,
+        "DAGSTER_POSTGRES_URL": dagster_storage_url(queue_url),
+        "DAGSTER_HOME": str(dagster_home()),
+    }
+
+
+def _code_location_args() -> list[str]:
+    workspace = settings.project_root() / "workspace.yaml"
+    if workspace.exists():
+        return ["-w", str(workspace)]
+    return ["-m", "notify_pipeline.definitions"]
+
+
+def run_dev(queue_url: str, *, host: str, port: int) -> int:
+    result = upgrade(queue_url)
+    click.echo(f"queue database {urls.mask(queue_url)} at migration {result.after}")
+    env = dev_environment(queue_url)
+    bin_dir = Path(sys.executable).parent
+    location = _code_location_args()
+    commands = {
+        "daemon": [str(bin_dir / "dagster-daemon"), "run", *location],
+        "webserver": [str(bin_dir / "dagster-webserver"), *location, "-h", host, "-p", str(port)],
+    }
+    children = {
+        name: subprocess.Popen(cmd, env=env, cwd=settings.project_root(), start_new_session=True)
+        for name, cmd in commands.items()
+    }
+    click.echo(f"Dagster UI on http://{host}:{port} (Ctrl-C stops everything)")
+
+    stopping = False
+
+    def _stop(signum, _frame) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    exit_code = 0
+    try:
+        while not stopping:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    click.echo(f"dagster {name} exited with code {child.returncode}; stopping", err=True)
+                    exit_code = child.returncode or 1
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        for child in children.values():
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+    return exit_code

@@ -1,0 +1,96 @@
+"""Test fixtures: a real PostgreSQL, and a fresh migrated database for every test that asks.
+
+The server is the embedded PostgreSQL 18 (started once per session in a temporary folder), or the
+server NOTIFY_TEST_DATABASE_URL names (CI uses that for Debian's PostgreSQL 15). The schema is
+migrated once into a template database; each test gets its own copy (CREATE DATABASE ... TEMPLATE),
+so tests can commit, run concurrent connections and never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from notify_pipeline.db import urls
+from notify_pipeline.db.connect import connect
+from notify_pipeline.db.embedded import EmbeddedPostgres
+from notify_pipeline.db.migrate import upgrade
+from notify_pipeline_tests.support import free_port
+
+_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a maintenance database on the test server (where CREATE DATABASE may run)."""
+    configured = os.environ.get("NOTIFY_TEST_DATABASE_URL", "").strip()
+    if configured:
+        yield urls.libpq(configured)
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("embedded-pg"))
+    url = server.ensure_running(port=free_port())
+    yield url
+    server.stop()
+
+
+def create_database(server_url: str, template: str | None = None) -> str:
+    name = f"notify_test_{os.getpid()}_{next(_names)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            statement += sql.SQL(" TEMPLATE {} STRATEGY file_copy").format(sql.Identifier(template))
+        conn.execute(statement)
+    return urls.with_database(server_url, name)
+
+
+def drop_database(server_url: str, database_url: str) -> None:
+    name = urls.database_name(database_url)
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def migrated_template(pg_server_url: str) -> Iterator[str]:
+    url = create_database(pg_server_url)
+    upgrade(url)
+    yield urls.database_name(url)
+    drop_database(pg_server_url, url)
+
+
+@pytest.fixture
+def empty_db_url(pg_server_url: str) -> Iterator[str]:
+    """A new, empty database (nothing migrated)."""
+    url = create_database(pg_server_url)
+    yield url
+    drop_database(pg_server_url, url)
+
+
+@pytest.fixture
+def db_url(pg_server_url: str, migrated_template: str) -> Iterator[str]:
+    """A new database at the newest migration, for this test alone."""
+    url = create_database(pg_server_url, template=migrated_template)
+    yield url
+    drop_database(pg_server_url, url)
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test's database, acting as 'test'."""
+    with connect(db_url, actor="test", autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def runbook_path() -> Path:
+    """The operations runbook beside the repository (../shared/reference), if it is there."""
+    root = Path(__file__).resolve().parents[1]
+    path = root.parent / "shared" / "reference" / "RUNBOOK.md"
+    if not path.is_file():
+        pytest.skip(f"no runbook at {path}")
+    return path
