@@ -1,0 +1,75 @@
+"""`notify-pipeline dev` (what `make dev` runs) serves the Dagster UI with the code location loaded."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from notify_pipeline.db import urls
+from notify_pipeline_tests.support import free_port
+
+LOCATION_QUERY = """
+{ workspaceOrError { __typename ... on Workspace { locationEntries {
+    name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }
+"""
+
+
+def wait_for_location(port: int, process: subprocess.Popen, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "notify-pipeline dev exited early"
+        try:
+            response = httpx.post(
+                f"http://127.0.0.1:{port}/graphql", json={"query": LOCATION_QUERY}, timeout=5
+            )
+            entries = response.json()["data"]["workspaceOrError"]["locationEntries"]
+            last = entries
+            if entries and entries[0]["loadStatus"] == "LOADED":
+                return entries[0]
+        except (httpx.HTTPError, KeyError, TypeError, ValueError):
+            pass
+        time.sleep(1)
+    raise AssertionError(f"code location did not load in {timeout}s: {last}")
+
+
+@pytest.mark.slow
+def test_dev_serves_the_ui_with_the_code_location(tmp_path: Path, db_url: str, empty_db_url: str) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "NOTIFY_DATABASE_URL": db_url,
+        "DAGSTER_POSTGRES_URL": urls.for_driver(empty_db_url, "psycopg2"),
+        "NOTIFY_DATA_DIR": str(tmp_path),
+    }
+    env.pop("DAGSTER_HOME", None)
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "notify-pipeline"), "dev", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        entry = wait_for_location(port, process)
+        assert entry["name"] == "notify_pipeline"
+        assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
+        with psycopg.connect(empty_db_url) as conn:
+            tables = {
+                name for (name,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'")
+            }
+        assert {"runs", "event_logs"} <= tables, "Dagster keeps its instance in PostgreSQL"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "Dagster UI on http://127.0.0.1" in output

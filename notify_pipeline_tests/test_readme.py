@@ -1,0 +1,19 @@
+"""The README documents every environment variable the product reads, and the two commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from notify_pipeline import settings
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def test_every_environment_variable_is_in_the_configuration_table() -> None:
+    missing = [name for name in settings.ENVIRONMENT if f"| `{name}` |" not in README]
+    assert missing == []
+
+
+def test_readme_gives_the_two_commands() -> None:
+    assert "make dev" in README
+    assert "make test" in README
