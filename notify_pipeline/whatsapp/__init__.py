@@ -1,0 +1,1 @@
+"""Meta's WhatsApp Cloud API: error codes, the send client, and message building."""
