@@ -20,6 +20,13 @@ ENVIRONMENT: dict[str, str] = {
     "DAGSTER_HOME": "Dagster instance directory. `notify-pipeline dev` defaults it to .notify_data/dagster_home.",
     "DAGSTER_POSTGRES_URL": "Dagster's own storage (a database of its own). Default: database notify_dagster on the queue server.",
     "NOTIFY_TEST_DATABASE_URL": "Tests only: a PostgreSQL server to test against instead of the embedded one.",
+    "WHATSAPP_API_BASE_URL": "Cloud API host. Default https://graph.facebook.com; the emulator is http://127.0.0.1:8089.",
+    "WHATSAPP_API_VERSION": "Graph API version in request paths. Default v23.0.",
+    "WHATSAPP_PHONE_NUMBER_ID": "The sender's phone number id (Meta's id, not the number itself).",
+    "WHATSAPP_ACCESS_TOKEN": "Bearer token for the Cloud API (secret). The emulator accepts this token too.",
+    "WHATSAPP_WABA_ID": "WhatsApp Business Account id, for listing message templates.",
+    "WHATSAPP_APP_SECRET": "App secret that signs webhooks (X-Hub-Signature-256); the emulator signs with it (secret).",
+    "WHATSAPP_HTTP_TRANSPORT": "aiohttp (default) or httpx: the HTTP transport under the Cloud API client.",
 }
 
 
@@ -41,3 +48,17 @@ def database_url_from_env() -> str | None:
     """The queue database named by the environment, or None when the embedded one should be used."""
     value = os.environ.get("NOTIFY_DATABASE_URL", "").strip()
     return value or None
+
+
+def whatsapp_client_settings():
+    """Cloud API client settings from the WHATSAPP_* variables."""
+    from notify_pipeline.whatsapp.client import DEFAULT_API_VERSION, DEFAULT_BASE_URL, ClientSettings
+
+    env = os.environ
+    return ClientSettings(
+        base_url=env.get("WHATSAPP_API_BASE_URL") or DEFAULT_BASE_URL,
+        api_version=env.get("WHATSAPP_API_VERSION") or DEFAULT_API_VERSION,
+        phone_number_id=env.get("WHATSAPP_PHONE_NUMBER_ID", ""),
+        access_token=env.get("WHATSAPP_ACCESS_TOKEN", ""),
+        transport=env.get("WHATSAPP_HTTP_TRANSPORT") or "aiohttp",
+    )
