@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -91,6 +92,77 @@ def dev(host: str, port: int) -> None:
     except MigrationError as exc:
         raise OperatorError(str(exc)) from exc
 
+
+@main.command("emulator")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on (keep it loopback)."
+)
+@click.option("--port", default=8089, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--token",
+    envvar="WHATSAPP_ACCESS_TOKEN",
+    default="dev-token",
+    show_envvar=True,
+    help="Bearer token the emulator accepts. Default: $WHATSAPP_ACCESS_TOKEN, else the fixed dev token 'dev-token'.",
+)
+@click.option(
+    "--templates",
+    "templates",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Template catalog (JSON, Meta's message_templates shape). Default: the demo catalog.",
+)
+@click.option("--latency-ms", default=0.0, show_default=True, type=float, help="Added to every send answer.")
+@click.option("--throughput-per-s", default=80.0, show_default=True, type=float, help="Per phone number id.")
+@click.option("--no-limits", is_flag=True, help="Switch the throughput and pair limits off (benchmarks).")
+@click.option("--webhook-url", help="Post signed status webhooks (sent, delivered, read, failed) here.")
+@click.option(
+    "--app-secret",
+    envvar="WHATSAPP_APP_SECRET",
+    show_envvar=True,
+    help="Signs the webhooks (X-Hub-Signature-256). Default: $WHATSAPP_APP_SECRET.",
+)
+def emulator(
+    host: str,
+    port: int,
+    token: str,
+    templates: Path | None,
+    latency_ms: float,
+    throughput_per_s: float,
+    no_limits: bool,
+    webhook_url: str | None,
+    app_secret: str | None,
+) -> None:
+    """Run the local WhatsApp Cloud API emulator (send, template list, control API under /_emulator/)."""
+    from notify_pipeline.emulator import serve
+
+    if webhook_url and not app_secret:
+        raise OperatorError(
+            "--webhook-url needs --app-secret or WHATSAPP_APP_SECRET: Meta signs every webhook"
+        )
+    try:
+        serve(
+            host=host,
+            port=port,
+            templates=templates,
+            token=token,
+            app_secret=app_secret or None,
+            latency_ms=latency_ms,
+            throughput_per_s=throughput_per_s,
+            limits_enabled=not no_limits,
+            webhook_url=webhook_url,
+        )
+    except ValueError as exc:  # a bad setting or template catalog
+        raise OperatorError(str(exc)) from exc
+
+
+def _register_queue_commands() -> None:
+    from notify_pipeline.cli_queue import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_queue_commands()
 
 if __name__ == "__main__":
     main()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,16 +29,21 @@ _names = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     """URL of a maintenance database on the test server (where CREATE DATABASE may run)."""
     configured = os.environ.get("NOTIFY_TEST_DATABASE_URL", "").strip()
     if configured:
         yield urls.libpq(configured)
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("embedded-pg"))
-    url = server.ensure_running(port=free_port())
-    yield url
-    server.stop()
+    # Not pytest's tmp_path: pytest prunes old base temp folders, and a concurrent session would
+    # delete the data folder from under a running server.
+    root = Path(tempfile.mkdtemp(prefix="notify-test-pg-"))
+    server = EmbeddedPostgres(root)
+    try:
+        yield server.ensure_running(port=free_port())
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def create_database(server_url: str, template: str | None = None) -> str:
@@ -94,3 +101,7 @@ def runbook_path() -> Path:
     if not path.is_file():
         pytest.skip(f"no runbook at {path}")
     return path
+
+
+# The Cloud API emulator (notify_pipeline.emulator) over real HTTP: emulator, webhook_receiver, graph.
+from notify_pipeline_tests.emulator_fixtures import emulator, emulator_server, graph, webhook_receiver  # noqa: E402, F401

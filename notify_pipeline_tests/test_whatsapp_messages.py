@@ -6,7 +6,12 @@ import pytest
 
 from notify_pipeline.demo import load_template_catalog
 from notify_pipeline.whatsapp.messages import Button, send_request, template_message, text_message
-from notify_pipeline.whatsapp.templates import expected_parameters, parameter_problems
+from notify_pipeline.whatsapp.templates import (
+    ParameterProblem,
+    TemplateDefinitionError,
+    parameter_problems,
+    parse_spec,
+)
 
 CATALOG = {(t["name"], t["language"]): t for t in load_template_catalog()}
 
@@ -62,12 +67,46 @@ def test_send_request_carries_the_notification_id_for_receipts() -> None:
         send_request(7, {"to": "+1", "type": "image"})
 
 
-def test_expected_parameters_read_from_definitions() -> None:
-    shipped = expected_parameters(CATALOG[("order_shipped", "en")])
-    assert (shipped.body, shipped.buttons, shipped.total) == (("1", "2"), {0: ("1",)}, 3)
-    confirmation = expected_parameters(CATALOG[("order_confirmation", "en")])
-    assert confirmation.named and confirmation.body == ("customer_name", "order_number")
-    assert confirmation.header == ()
+def test_specs_read_from_definitions() -> None:
+    shipped = parse_spec(CATALOG[("order_shipped", "en")])
+    assert not shipped.named and shipped.header is None
+    assert shipped.body is not None and shipped.body.keys == ("1", "2")
+    assert {i: (b.kind, b.params) for i, b in shipped.buttons.items()} == {0: ("URL", 1)}
+    confirmation = parse_spec(CATALOG[("order_confirmation", "en")])
+    assert confirmation.named and confirmation.body is not None
+    assert confirmation.body.keys == ("customer_name", "order_number")
+    assert confirmation.header is not None and confirmation.header.keys == ()
+    media = parse_spec(
+        {"components": [{"type": "HEADER", "format": "DOCUMENT"}, {"type": "BODY", "text": "Hi"}]}
+    )
+    assert media.header is not None and media.header.media == "DOCUMENT"
+    # positional parameter i fills {{i}} wherever it appears; the filled length counts every use
+    repeated = parse_spec({"components": [{"type": "BODY", "text": "{{2}} and {{1}}, {{2}}"}]})
+    assert repeated.body is not None and repeated.body.keys == ("1", "2")
+    assert repeated.body.filled_len({"1": "ab", "2": "xyz"}) == len("xyz and ab, xyz")
+
+
+@pytest.mark.parametrize(
+    ("definition", "message"),
+    [
+        ({"components": [{"type": "BODY", "text": "{{1}} {{3}}"}]}, "POSITIONAL"),
+        ({"parameter_format": "NAMED", "components": [{"type": "BODY", "text": "{{1}}"}]}, "NAMED"),
+        ({"components": [{"type": "SIDEBAR"}]}, "SIDEBAR"),
+        ({"components": {"type": "BODY"}}, "list of objects"),
+        (
+            {"components": [{"type": "BUTTONS", "buttons": [{"type": "URL", "url": "{{1}}/{{2}}"}]}]},
+            "URL button",
+        ),
+    ],
+)
+def test_unreadable_definitions_raise(definition, message) -> None:
+    with pytest.raises(TemplateDefinitionError, match=message):
+        parse_spec(definition)
+    with pytest.raises(TemplateDefinitionError, match=message):
+        parameter_problems(definition, [])
+
+
+COUNT = "number of localizable_params"
 
 
 @pytest.mark.parametrize(
@@ -77,26 +116,47 @@ def test_expected_parameters_read_from_definitions() -> None:
         (
             ("welcome_message", "en"),
             {},
-            ["body: number of localizable_params (0) does not match the expected number of params (1)"],
+            [(132000, f"body: {COUNT} (0) does not match the expected number of params (1)")],
         ),
-        (("welcome_message", "en"), {"body": ["a", "b"]}, ["body: number of localizable_params (2)"]),
+        (("welcome_message", "en"), {"body": ["a", "b"]}, [(132000, f"body: {COUNT} (2)")]),
+        (("welcome_message", "en"), {"body": ["a"], "header": ["x"]}, [(132000, f"header: {COUNT} (1)")]),
+        # every component is checked: the header and the body are both wrong
         (
             ("welcome_message", "en"),
-            {"body": ["a"], "header": ["x"]},
-            ["header: number of localizable_params (1)"],
+            {"header": ["x"]},
+            [(132000, f"header: {COUNT} (1)"), (132000, f"body: {COUNT} (0)")],
         ),
-        (("order_shipped", "en"), {"body": ["a", "b"]}, ["buttons[0]: number of localizable_params (0)"]),
+        (("order_shipped", "en"), {"body": ["a", "b"]}, [(132000, f"button at index 0: {COUNT} (0)")]),
+        (
+            ("order_shipped", "en"),
+            {"body": ["a", "b"], "buttons": [Button(0, "quick_reply", "x")]},
+            [(132012, "sub_type quick_reply does not match the template's URL button")],
+        ),
         (("order_confirmation", "en"), {"body": {"customer_name": "a", "order_number": "b"}}, []),
         (
             ("order_confirmation", "en"),
             {"body": {"customer_name": "a", "order": "b"}},
-            ["missing order_number"],
+            [(132000, "body: parameter_name (order) is not a variable of this template")],
         ),
+        (("order_confirmation", "en"), {"body": ["a", "b"]}, [(132000, "parameter_name is required")]),
+        (("welcome_message", "en"), {"body": ["two\nlines"]}, [(132018, "new-line/tab")]),
+        (("welcome_message", "en"), {"body": ["x" * 1024]}, [(132005, "the limit is 1024")]),
+        (("welcome_message", "en"), {"body": [" "]}, [(131008, "text is required")]),
     ],
 )
 def test_parameter_problems(key, kwargs, problems) -> None:
-    components = template_message("+1", key[0], key[1], **kwargs)["template"].get("components")
+    components = template_message("+1", key[0], key[1], **kwargs)["template"].get("components", [])
     found = parameter_problems(CATALOG[key], components)
-    assert len(found) == len(problems)
-    for expected, actual in zip(problems, found, strict=True):
-        assert expected in actual
+    assert [problem.code for problem in found] == [code for code, _ in problems]
+    for (_, details), problem in zip(problems, found, strict=True):
+        assert details in problem.details
+        assert str(problem) == f"(#{problem.code}) {problem.details}"
+
+
+def test_a_malformed_component_list_is_one_problem() -> None:
+    definition = CATALOG[("welcome_message", "en")]
+    assert parameter_problems(definition, None) == [
+        ParameterProblem(100, "Param template['components'] must be an array.")
+    ]
+    two_bodies = [{"type": "body", "parameters": []}, {"type": "body", "parameters": []}]
+    assert [p.code for p in parameter_problems(definition, two_bodies)] == [100]
