@@ -62,3 +62,8 @@ def whatsapp_client_settings():
         access_token=env.get("WHATSAPP_ACCESS_TOKEN", ""),
         transport=env.get("WHATSAPP_HTTP_TRANSPORT") or "aiohttp",
     )
+
+
+def sender_key() -> str:
+    """The sender phone number id that scopes send runs (one at a time per sender)."""
+    return os.environ.get("WHATSAPP_PHONE_NUMBER_ID", "").strip() or "default"

@@ -59,6 +59,7 @@ notifications = Table(
     Column("status", Text, nullable=False, server_default=QUEUED),
     Column("priority", SmallInteger, nullable=False, server_default="0"),
     Column("retry_count", Integer, nullable=False, server_default="0"),
+    Column("deferral_count", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", TZ),
     Column("locked_at", TZ),
     Column("locked_by", Text),
@@ -176,3 +177,13 @@ Index(
     "observability_events_type_time_idx", observability_events.c.event_type, observability_events.c.created_at
 )
 Index("observability_events_created_at_idx", observability_events.c.created_at)
+
+queue_control = Table(
+    "queue_control",
+    metadata,
+    Column("id", Boolean, primary_key=True, server_default=text("true")),
+    Column("paused", Boolean, nullable=False, server_default=text("false")),
+    Column("reason", Text),
+    Column("changed_at", TZ, nullable=False, server_default=text("now()")),
+    Column("changed_by", Text),
+)

@@ -1,5 +1,5 @@
-"""Resources, registered in one place. Secrets and URLs come from the environment via dg.EnvVar,
-so they are resolved when a run starts and never appear in run config or the UI."""
+"""Resources, registered in one place. Secrets come from the environment via dg.EnvVar, so they are
+resolved when a run starts and never appear in run config, the UI or event logs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import dagster as dg
 import psycopg
 from pydantic import Field
 
+from notify_pipeline import settings
 from notify_pipeline.db.connect import connect
+from notify_pipeline.whatsapp.client import ClientSettings
 
 
 class QueueDatabase(dg.ConfigurableResource):
@@ -27,10 +29,50 @@ class QueueDatabase(dg.ConfigurableResource):
             actor=actor,
             connect_timeout_s=self.connect_timeout_s,
             statement_timeout_ms=self.statement_timeout_ms,
+            autocommit=True,
         ) as conn:
             yield conn
 
 
+class WhatsAppCloudApi(dg.ConfigurableResource):
+    """Meta's WhatsApp Cloud API (or the local emulator) for one sender phone number."""
+
+    base_url: str = Field(description="Graph API host (WHATSAPP_API_BASE_URL).")
+    api_version: str = Field(description="Graph API version (WHATSAPP_API_VERSION).")
+    phone_number_id: str = Field(description="Sender phone number id (WHATSAPP_PHONE_NUMBER_ID).")
+    access_token: str = Field(description="Bearer token (WHATSAPP_ACCESS_TOKEN); secret.")
+    transport: str = Field(default="aiohttp", description="aiohttp or httpx.")
+    connect_timeout_s: float = Field(default=5.0, description="Seconds to open a connection.")
+    read_timeout_s: float = Field(default=15.0, description="Seconds to wait for an answer.")
+
+    def client_settings(self) -> ClientSettings:
+        return ClientSettings(
+            base_url=self.base_url,
+            api_version=self.api_version,
+            phone_number_id=self.phone_number_id,
+            access_token=self.access_token,
+            transport=self.transport,  # type: ignore[arg-type]
+            connect_timeout_s=self.connect_timeout_s,
+            read_timeout_s=self.read_timeout_s,
+        )
+
+
+def whatsapp_resource() -> WhatsAppCloudApi:
+    # Non-secret settings are read when the code location loads (they show in the UI); the token
+    # and the sender id stay environment references, resolved at run time.
+    client = settings.whatsapp_client_settings()
+    return WhatsAppCloudApi(
+        base_url=client.base_url,
+        api_version=client.api_version,
+        phone_number_id=dg.EnvVar("WHATSAPP_PHONE_NUMBER_ID"),
+        access_token=dg.EnvVar("WHATSAPP_ACCESS_TOKEN"),
+        transport=client.transport,
+    )
+
+
 defs = dg.Definitions(
-    resources={"queue_db": QueueDatabase(url=dg.EnvVar("NOTIFY_DATABASE_URL"))},
+    resources={
+        "queue_db": QueueDatabase(url=dg.EnvVar("NOTIFY_DATABASE_URL")),
+        "whatsapp": whatsapp_resource(),
+    },
 )

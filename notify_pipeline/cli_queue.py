@@ -1,0 +1,226 @@
+"""Queue commands of `notify-pipeline`: enqueue, send, sweep, retry-failed, stop, resume, status,
+seed-demo. Each opens the queue database named by the environment and calls the engine."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+import click
+import psycopg
+
+from notify_pipeline import settings
+from notify_pipeline.db.connect import connect
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str) -> timedelta:
+    """'90s', '15m', '1.5h', '2d' or plain seconds."""
+    match = _DURATION.match(value or "")
+    if not match:
+        raise click.BadParameter(f"{value!r} is not a duration: use e.g. 30s, 15m, 2h or 1d")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2) or "s"])
+
+
+class Duration(click.ParamType):
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        return value if isinstance(value, timedelta) else parse_duration(value)
+
+
+@contextmanager
+def queue_connection(actor: str) -> Iterator[psycopg.Connection]:
+    from notify_pipeline.cli import OperatorError, _queue_url
+
+    url = _queue_url()
+    try:
+        with connect(url, actor=f"cli:{actor}", autocommit=True) as conn:
+            yield conn
+    except psycopg.OperationalError as exc:
+        raise OperatorError(f"cannot reach the queue database: {str(exc).strip().splitlines()[0]}") from exc
+    except psycopg.errors.UndefinedTable as exc:
+        raise OperatorError("the queue database is not migrated: run `notify-pipeline db upgrade`") from exc
+
+
+@click.command("enqueue")
+@click.option("--to", required=True, help="Recipient, international format (+250788123456).")
+@click.option("--template", help="Template name (e.g. welcome_message).")
+@click.option("--language", default="en", show_default=True)
+@click.option("--param", "params", multiple=True, help="Body variable, in order; repeat for each.")
+@click.option("--text", help="Free-form text instead of a template.")
+@click.option("--domain", default="core", show_default=True)
+@click.option("--type", "notification_type", help="notification_type (default: the template name).")
+@click.option("--dedupe-key", help="A second enqueue with this key returns the first id.")
+@click.option("--delay-seconds", type=float, help="Send no earlier than this many seconds from now.")
+@click.option("--override-quiet-hours", is_flag=True, help="May go out during the contact's quiet hours.")
+def enqueue_command(
+    to,
+    template,
+    language,
+    params,
+    text,
+    domain,
+    notification_type,
+    dedupe_key,
+    delay_seconds,
+    override_quiet_hours,
+) -> None:
+    """Queue one notification through queueNotification() and print its id."""
+    from notify_pipeline.cli import OperatorError
+    from notify_pipeline.engine.enqueue import build_message, enqueue
+
+    try:
+        message = build_message(to, template=template, language=language, params=params, text=text)
+    except ValueError as exc:
+        raise OperatorError(f"{exc}: use --template NAME or --text TEXT") from exc
+    meta = {"domain": domain, "quiet_hours_override": override_quiet_hours}
+    for key, value in (
+        ("type", notification_type),
+        ("dedupe_key", dedupe_key),
+        ("delay_seconds", delay_seconds),
+    ):
+        if value is not None:
+            meta[key] = value
+    with queue_connection("enqueue") as conn:
+        try:
+            click.echo(enqueue(conn, message, meta))
+        except psycopg.errors.InvalidParameterValue as exc:
+            raise OperatorError(str(exc).splitlines()[0]) from exc
+
+
+@click.command("send")
+@click.option("--max-seconds", type=float, default=50.0, show_default=True, help="Time budget of the drain.")
+@click.option("--batch-size", type=int, default=200, show_default=True)
+@click.option("--concurrency", type=int, default=64, show_default=True, help="Requests in flight.")
+@click.option(
+    "--throughput-per-s", type=float, default=80.0, show_default=True, help="Sender limit; 0: none."
+)
+def send_command(max_seconds, batch_size, concurrency, throughput_per_s) -> None:
+    """Drain the queue once: claim and send until nothing is due or the time budget ends."""
+    from notify_pipeline.cli import OperatorError, _queue_url
+    from notify_pipeline.engine.drain import DrainConfig, run_drain
+
+    client = settings.whatsapp_client_settings()
+    if not client.access_token or not client.phone_number_id:
+        raise OperatorError(
+            "set WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID (for the local emulator: "
+            "any id, and the token it was started with)"
+        )
+    try:
+        config = DrainConfig(
+            batch_size=batch_size,
+            concurrency=concurrency,
+            max_seconds=max_seconds,
+            throughput_per_s=throughput_per_s or None,
+            trigger="cli",
+        )
+    except ValueError as exc:
+        raise OperatorError(str(exc)) from exc
+    report = run_drain(_queue_url(), client, config)
+    click.echo(json.dumps(report.as_dict(), indent=2))
+    if report.auth_error:
+        raise OperatorError(
+            f"the Cloud API refused the credentials ({report.auth_error}); sending stopped, "
+            "the queue is intact: fix WHATSAPP_ACCESS_TOKEN and run send again"
+        )
+
+
+@click.command("sweep")
+@click.option(
+    "--older-than",
+    type=Duration(),
+    default="15m",
+    show_default=True,
+    help="Release claims older than this (0 releases every claim: only when no worker runs).",
+)
+def sweep_command(older_than) -> None:
+    """Release stale claims left by workers that died."""
+    from notify_pipeline.engine.operations import sweep_locks
+
+    with queue_connection("sweep") as conn:
+        click.echo(f"released {sweep_locks(conn, older_than)} stale claim(s)")
+
+
+@click.command("retry-failed")
+@click.option("--since", type=Duration(), help="Only rows created within this window (e.g. 1h).")
+@click.option("--domain")
+@click.option("--error-code", help="last_error_code, e.g. 131000, timeout, http_503.")
+@click.option("--template", help="Meta template name.")
+@click.option("--confirm", is_flag=True, help="Queue them again; without it, only count.")
+def retry_failed_command(since, domain, error_code, template, confirm) -> None:
+    """Queue failed notifications again with fresh retries (a dry-run count unless --confirm)."""
+    from notify_pipeline.cli import OperatorError
+    from notify_pipeline.engine.operations import RetryFilter, retry_failed
+
+    try:
+        selection = RetryFilter(since=since, domain=domain, error_code=error_code, template=template)
+        selection.where()
+    except ValueError as exc:
+        raise OperatorError(str(exc)) from exc
+    with queue_connection("retry-failed") as conn:
+        count = retry_failed(conn, selection, dry_run=not confirm)
+    click.echo(
+        f"queued again: {count}" if confirm else f"would queue again: {count} (add --confirm to do it)"
+    )
+
+
+@click.command("stop")
+@click.option("--reason", required=True, help="Why: recorded with the stop.")
+def stop_command(reason) -> None:
+    """Emergency stop: pause sending and hold every waiting notification."""
+    from notify_pipeline.engine.operations import emergency_stop
+
+    with queue_connection("stop") as conn:
+        click.echo(f"sending paused; {emergency_stop(conn, reason, 'cli')} waiting notification(s) held")
+
+
+@click.command("resume")
+@click.option("--reason", required=True, help="Why it is safe again.")
+def resume_command(reason) -> None:
+    """Resume after an emergency stop: lift the pause, queue the held notifications again."""
+    from notify_pipeline.engine.operations import resume
+
+    with queue_connection("resume") as conn:
+        click.echo(f"sending resumed; {resume(conn, reason, 'cli')} held notification(s) queued again")
+
+
+@click.command("status")
+def status_command() -> None:
+    """The runbook's system status check: worker activity, queue depth, failure rate by domain."""
+    from notify_pipeline.engine.status import queue_status, render
+
+    with queue_connection("status") as conn:
+        click.echo(render(queue_status(conn)))
+
+
+@click.command("seed-demo")
+@click.option("--notifications", type=int, default=200, show_default=True)
+@click.option("--contacts", type=int, default=40, show_default=True)
+def seed_demo_command(notifications, contacts) -> None:
+    """Load the demo templates, contacts in several time zones and a stream of notifications."""
+    from notify_pipeline.demo.seed import seed_demo
+
+    with queue_connection("seed-demo") as conn:
+        report = seed_demo(conn, notifications=notifications, contacts=contacts)
+    click.echo(
+        f"{report.templates} templates, {report.contacts} contacts ({report.opted_out} opted out, "
+        f"{report.in_quiet_hours} in quiet hours now), {report.notifications} notifications queued"
+    )
+
+
+COMMANDS = [
+    enqueue_command,
+    send_command,
+    sweep_command,
+    retry_failed_command,
+    stop_command,
+    resume_command,
+    status_command,
+    seed_demo_command,
+]

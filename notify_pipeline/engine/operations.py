@@ -1,0 +1,144 @@
+"""Queue operations an operator runs: sweep stale locks, retry failed rows, pause and resume,
+emergency stop and resume. Each is one plain function over a connection, shared by the Dagster
+jobs and the CLI; each records what it did in observability_events (the audit log gets one row per
+notification it changed, from the database's triggers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+EMERGENCY_STOP_CODE = "emergency_stop"
+# The runbook's wording, so its own resume statement still finds the rows we stopped.
+EMERGENCY_STOP_MESSAGE = "Emergency stop - manual intervention"
+
+
+def record(conn: psycopg.Connection, event_type: str, details: dict[str, Any]) -> None:
+    conn.execute(
+        "INSERT INTO observability_events (event_type, details) VALUES (%s, %s)", (event_type, Jsonb(details))
+    )
+
+
+def sweep_locks(conn: psycopg.Connection, older_than: timedelta) -> int:
+    """Release claims older than `older_than` (a dead worker's rows). The rows keep their own
+    next_attempt_at, so they are due at once if that has passed, not a lease later."""
+    with conn.transaction():
+        cur = conn.execute(
+            "UPDATE notifications SET locked_at = NULL WHERE status = 'queued' AND locked_at < now() - %s",
+            (older_than,),
+        )
+        released = cur.rowcount
+        record(conn, "NOTIFY_LOCKS_SWEPT", {"released": released, "older_than_s": older_than.total_seconds()})
+    return released
+
+
+@dataclass(frozen=True)
+class RetryFilter:
+    """Which failed notifications to queue again. At least one narrowing filter is required."""
+
+    since: timedelta | None = None
+    domain: str | None = None
+    error_code: str | None = None
+    template: str | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses, params = ["status = 'failed'"], []
+        if self.since is not None:
+            clauses.append("created_at > now() - %s")
+            params.append(self.since)
+        for column, value in (
+            ("domain", self.domain),
+            ("last_error_code", self.error_code),
+            ("template_name", self.template),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        if len(clauses) == 1:
+            raise ValueError(
+                "give at least one filter (since, domain, error code or template): "
+                "retrying every failed notification ever is never what is meant"
+            )
+        return " AND ".join(clauses), params
+
+
+def retry_failed(conn: psycopg.Connection, selection: RetryFilter, *, dry_run: bool) -> int:
+    """Queue matching failed rows again with fresh retries; with dry_run, only count them.
+
+    Opted-out contacts' rows stay failed: retrying them would message someone who said stop.
+    """
+    where, params = selection.where()
+    where += (
+        " AND NOT EXISTS (SELECT 1 FROM contact_preferences c "
+        "WHERE c.wa_id = notifications.to_wa_id AND c.opted_out)"
+    )
+    if dry_run:
+        return conn.execute(f"SELECT count(*) FROM notifications WHERE {where}", params).fetchone()[0]
+    with conn.transaction():
+        cur = conn.execute(
+            "UPDATE notifications SET status = 'queued', retry_count = 0, deferral_count = 0, "
+            "error_message = NULL, last_error_code = NULL, next_attempt_at = NULL, locked_at = NULL "
+            f"WHERE {where}",
+            params,
+        )
+        requeued = cur.rowcount
+        record(conn, "NOTIFY_RETRY_FAILED", {"requeued": requeued, **_filter_details(selection)})
+    return requeued
+
+
+def _filter_details(selection: RetryFilter) -> dict[str, Any]:
+    details = {k: v for k, v in vars(selection).items() if v is not None}
+    if selection.since is not None:
+        details["since"] = selection.since.total_seconds()
+    return details
+
+
+def set_paused(conn: psycopg.Connection, paused: bool, reason: str, actor: str) -> None:
+    """The database kill switch: every worker and the sensor stop while it is set."""
+    with conn.transaction():
+        conn.execute(
+            "UPDATE queue_control SET paused = %s, reason = %s, changed_at = now(), changed_by = %s",
+            (paused, reason, actor),
+        )
+        record(conn, "NOTIFY_PAUSED" if paused else "NOTIFY_RESUMED", {"reason": reason, "actor": actor})
+
+
+def paused(conn: psycopg.Connection) -> tuple[bool, str | None]:
+    row = conn.execute("SELECT paused, reason FROM queue_control").fetchone()
+    return (bool(row[0]), row[1]) if row else (False, None)
+
+
+def emergency_stop(conn: psycopg.Connection, reason: str, actor: str) -> int:
+    """Pause, then mark every waiting row failed with a code of its own, so resume finds exactly
+    these rows (the runbook's resume only finds rows created in the last hour). Rows a worker is
+    sending right now are left to finish; the pause stops that worker within a batch."""
+    with conn.transaction():
+        set_paused(conn, True, reason, actor)
+        cur = conn.execute(
+            "UPDATE notifications SET status = 'failed', last_error_code = %s, error_message = %s "
+            "WHERE status = 'queued' AND locked_at IS NULL",
+            (EMERGENCY_STOP_CODE, EMERGENCY_STOP_MESSAGE),
+        )
+        stopped = cur.rowcount
+        record(conn, "NOTIFY_EMERGENCY_STOP", {"stopped": stopped, "reason": reason, "actor": actor})
+    return stopped
+
+
+def resume(conn: psycopg.Connection, reason: str, actor: str) -> int:
+    """Lift the pause and queue again every row the emergency stop held, whatever its age. Each row
+    keeps its retry count and its own due time."""
+    with conn.transaction():
+        cur = conn.execute(
+            "UPDATE notifications SET status = 'queued', last_error_code = NULL, error_message = NULL "
+            "WHERE status = 'failed' AND last_error_code = %s",
+            (EMERGENCY_STOP_CODE,),
+        )
+        resumed = cur.rowcount
+        set_paused(conn, False, reason, actor)
+        record(conn, "NOTIFY_EMERGENCY_RESUME", {"requeued": resumed, "reason": reason, "actor": actor})
+    return resumed

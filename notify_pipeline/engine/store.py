@@ -1,0 +1,164 @@
+"""The engine's SQL: claim a batch, read what decisions need, write results back in one statement.
+
+Claims commit before any HTTP call (a transaction is never held open across a send), and results
+are written conditionally: a failure or deferral only lands while this worker still holds the row,
+while a `sent` lands whenever the row is still queued, so an accepted message is always recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+CLAIM = """
+WITH due AS (
+    SELECT id FROM notifications
+     WHERE status = 'queued'
+       AND next_attempt_at <= now()
+       AND (locked_at IS NULL OR locked_at < now() - make_interval(secs => %(lease_s)s))
+     ORDER BY next_attempt_at, id
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE notifications n
+   SET locked_at = now(), locked_by = %(worker)s
+  FROM due
+ WHERE n.id = due.id
+RETURNING n.id, n.to_wa_id, n.template_name, n.language, n.domain, n.notification_type, n.payload,
+          n.retry_count, n.deferral_count, n.quiet_hours_override, n.created_at
+"""
+
+WRITE_RESULTS = """
+UPDATE notifications n
+   SET status = r.status,
+       retry_count = r.retry_count,
+       deferral_count = r.deferral_count,
+       next_attempt_at = CASE WHEN r.status = 'queued' THEN r.next_attempt_at END,
+       error_message = r.error_message,
+       last_error_code = r.error_code,
+       wa_message_id = coalesce(r.wa_message_id, n.wa_message_id),
+       sent_at = CASE WHEN r.status = 'sent' THEN now() ELSE n.sent_at END,
+       locked_at = NULL
+  FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(retries)s::int[], %(deferrals)s::int[],
+              %(due)s::timestamptz[], %(messages)s::text[], %(codes)s::text[], %(wamids)s::text[])
+       AS r(id, status, retry_count, deferral_count, next_attempt_at, error_message, error_code, wa_message_id)
+ WHERE n.id = r.id
+   AND n.status = 'queued'
+   AND (r.status = 'sent' OR n.locked_by = %(worker)s)
+"""
+
+RELEASE = """
+UPDATE notifications SET locked_at = NULL
+ WHERE id = ANY(%(ids)s) AND status = 'queued' AND locked_by = %(worker)s
+"""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happens to one claimed row: kind is sent, retried, deferred or failed (the status is
+    queued for a retry or a deferral)."""
+
+    kind: str
+    id: int
+    status: str
+    retry_count: int
+    deferral_count: int
+    next_attempt_at: datetime | None = None
+    error_message: str | None = None
+    error_code: str | None = None
+    wa_message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Contact:
+    opted_out: bool
+    quiet_hours_start: time | None
+    quiet_hours_end: time | None
+    timezone: str
+
+
+async def claim(
+    conn: psycopg.AsyncConnection, *, worker: str, limit: int, lease_s: float
+) -> list[dict[str, Any]]:
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(CLAIM, {"worker": worker, "limit": limit, "lease_s": lease_s})
+        return await cur.fetchall()
+
+
+async def write_outcomes(conn: psycopg.AsyncConnection, outcomes: Sequence[Outcome], *, worker: str) -> int:
+    if not outcomes:
+        return 0
+    params = {
+        "worker": worker,
+        "ids": [o.id for o in outcomes],
+        "statuses": [o.status for o in outcomes],
+        "retries": [o.retry_count for o in outcomes],
+        "deferrals": [o.deferral_count for o in outcomes],
+        "due": [o.next_attempt_at for o in outcomes],
+        "messages": [o.error_message for o in outcomes],
+        "codes": [o.error_code for o in outcomes],
+        "wamids": [o.wa_message_id for o in outcomes],
+    }
+    async with conn.transaction():
+        cur = await conn.execute(WRITE_RESULTS, params)
+        return cur.rowcount
+
+
+async def release(conn: psycopg.AsyncConnection, ids: Sequence[int], *, worker: str) -> int:
+    """Give rows back untouched (no attempt used): a stop, an auth failure, the end of the budget."""
+    if not ids:
+        return 0
+    async with conn.transaction():
+        cur = await conn.execute(RELEASE, {"ids": list(ids), "worker": worker})
+        return cur.rowcount
+
+
+async def contacts(conn: psycopg.AsyncConnection, wa_ids: Sequence[str]) -> dict[str, Contact]:
+    cur = await conn.execute(
+        "SELECT wa_id, opted_out, quiet_hours_start, quiet_hours_end, timezone "
+        "FROM contact_preferences WHERE wa_id = ANY(%s)",
+        (list(set(wa_ids)),),
+    )
+    return {wa_id: Contact(*rest) for wa_id, *rest in await cur.fetchall()}
+
+
+async def recent_sends(
+    conn: psycopg.AsyncConnection, wa_ids: Sequence[str], window_s: float
+) -> dict[str, int]:
+    """Messages sent to each recipient in the last `window_s` seconds (seeds the pair limiter)."""
+    cur = await conn.execute(
+        "SELECT to_wa_id, count(*) FROM notifications WHERE to_wa_id = ANY(%s) AND status = 'sent' "
+        "AND sent_at > now() - make_interval(secs => %s) GROUP BY to_wa_id",
+        (list(set(wa_ids)), window_s),
+    )
+    return dict(await cur.fetchall())
+
+
+async def templates(conn: psycopg.AsyncConnection) -> dict[tuple[str, str], dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT template_name, language, category, approval_status, is_active, parameter_format, variables, "
+            "components, retry_policy, quiet_hours_exempt FROM whatsapp_templates"
+        )
+        return {(row["template_name"], row["language"]): row for row in await cur.fetchall()}
+
+
+async def paused(conn: psycopg.AsyncConnection) -> tuple[bool, str | None]:
+    cur = await conn.execute("SELECT paused, reason FROM queue_control")
+    row = await cur.fetchone()
+    return (bool(row[0]), row[1]) if row else (False, None)
+
+
+async def record_event(conn: psycopg.AsyncConnection, event_type: str, details: dict[str, Any]) -> None:
+    from psycopg.types.json import Jsonb
+
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO observability_events (event_type, details) VALUES (%s, %s)",
+            (event_type, Jsonb(details)),
+        )

@@ -1,0 +1,56 @@
+"""Writing template definitions (Meta's message_templates shape) into whatsapp_templates.
+
+Used by seed-demo now and by template sync from the Graph API: one mapping from Meta's fields to
+our columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from notify_pipeline.whatsapp.templates import parse_spec
+
+UPSERT = """
+INSERT INTO whatsapp_templates (template_key, template_name, language, category, domain, approval_status,
+                                parameter_format, variables, components, meta_template_id, synced_at)
+VALUES (%(key)s, %(name)s, %(language)s, %(category)s, %(domain)s, %(status)s, %(format)s, %(variables)s,
+        %(components)s, %(meta_id)s, now())
+ON CONFLICT (template_name, language) DO UPDATE
+   SET category = EXCLUDED.category, approval_status = EXCLUDED.approval_status,
+       parameter_format = EXCLUDED.parameter_format, variables = EXCLUDED.variables,
+       components = EXCLUDED.components, meta_template_id = EXCLUDED.meta_template_id, synced_at = now()
+"""
+
+
+def body_variables(definition: Mapping[str, Any]) -> list[str]:
+    """The body's variables in order: what whatsapp_templates.variables shows operators."""
+    body = parse_spec(definition).body
+    return list(body.keys) if body else []
+
+
+def upsert_templates(conn: psycopg.Connection, definitions: Iterable[Mapping[str, Any]]) -> int:
+    """Insert or update templates by (name, language); keeps our own key, domain and settings."""
+    count = 0
+    with conn.transaction():
+        for definition in definitions:
+            conn.execute(
+                UPSERT,
+                {
+                    "key": f"tmpl_{definition['name']}",
+                    "name": definition["name"],
+                    "language": definition["language"],
+                    "category": definition.get("category", "UTILITY"),
+                    "domain": definition.get("domain", "core"),
+                    "status": definition.get("status", "PENDING"),
+                    "format": definition.get("parameter_format", "POSITIONAL"),
+                    "variables": Jsonb(body_variables(definition)),
+                    "components": Jsonb(definition.get("components") or []),
+                    "meta_id": definition.get("id"),
+                },
+            )
+            count += 1
+    return count
