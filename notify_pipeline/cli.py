@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -82,13 +83,30 @@ def db_stop() -> None:
 @main.command("dev")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the Dagster UI listens on.")
 @click.option("--port", default=3000, show_default=True, type=int, help="Port of the Dagster UI.")
-def dev(host: str, port: int) -> None:
-    """Migrate, then run the Dagster webserver and daemon with this code location."""
+@click.option(
+    "--emulator-port",
+    default=8089,
+    show_default=True,
+    type=int,
+    help="Port of the Cloud API emulator (started unless WHATSAPP_API_BASE_URL is set).",
+)
+@click.option("--no-seed", is_flag=True, help="Do not seed the demo into an empty database.")
+def dev(host: str, port: int, emulator_port: int, no_seed: bool) -> None:
+    """Migrate, start the emulator, seed the demo, run the Dagster webserver and daemon."""
     from notify_pipeline.db.migrate import MigrationError
     from notify_pipeline.dev import run_dev
 
+    use_emulator = not os.environ.get("WHATSAPP_API_BASE_URL")
     try:
-        sys.exit(run_dev(_queue_url(), host=host, port=port))
+        sys.exit(
+            run_dev(
+                _queue_url(),
+                host=host,
+                port=port,
+                emulator_port=emulator_port if use_emulator else None,
+                seed=not no_seed and use_emulator,
+            )
+        )
     except MigrationError as exc:
         raise OperatorError(str(exc)) from exc
 

@@ -1,7 +1,9 @@
 """`notify-pipeline dev`: the product on one machine, for development and demos.
 
 Runs the Dagster webserver and daemon as two child processes (as production does, rather than
-the superseded `dagster dev`), both on the instance in dagster.yaml with Postgres storage.
+the superseded `dagster dev`), both on the instance in dagster.yaml with Postgres storage. Unless
+WHATSAPP_API_BASE_URL names a real endpoint, it also runs the Cloud API emulator and points the
+code location at it, and seeds the demo data once, so the sensor launches send runs at once.
 """
 
 from __future__ import annotations
@@ -35,13 +37,36 @@ def dagster_home() -> Path:
     return home
 
 
-def dev_environment(queue_url: str) -> dict[str, str]:
-    return {
+def dev_environment(queue_url: str, emulator_url: str | None) -> dict[str, str]:
+    env = {
         **os.environ,
         "NOTIFY_DATABASE_URL": queue_url,
         "DAGSTER_POSTGRES_URL": dagster_storage_url(queue_url),
         "DAGSTER_HOME": str(dagster_home()),
     }
+    if emulator_url:
+        from notify_pipeline.emulator.config import DEFAULT_PHONE_NUMBER_ID, DEV_TOKEN
+
+        env.update(
+            {
+                "WHATSAPP_API_BASE_URL": emulator_url,
+                "WHATSAPP_PHONE_NUMBER_ID": env.get("WHATSAPP_PHONE_NUMBER_ID") or DEFAULT_PHONE_NUMBER_ID,
+                "WHATSAPP_ACCESS_TOKEN": env.get("WHATSAPP_ACCESS_TOKEN") or DEV_TOKEN,
+            }
+        )
+    return env
+
+
+def seed_once(queue_url: str) -> str | None:
+    """Seed the demo into an empty queue database (a second `make dev` keeps what is there)."""
+    from notify_pipeline.db.connect import connect
+    from notify_pipeline.demo.seed import seed_demo
+
+    with connect(queue_url, actor="dev:seed-demo", autocommit=True) as conn:
+        if conn.execute("SELECT EXISTS (SELECT 1 FROM whatsapp_templates)").fetchone()[0]:
+            return None
+        report = seed_demo(conn)
+    return f"demo seeded: {report.notifications} notifications to {report.contacts} contacts"
 
 
 def _code_location_args() -> list[str]:
@@ -51,16 +76,24 @@ def _code_location_args() -> list[str]:
     return ["-m", "notify_pipeline.definitions"]
 
 
-def run_dev(queue_url: str, *, host: str, port: int) -> int:
+def run_dev(queue_url: str, *, host: str, port: int, emulator_port: int | None, seed: bool) -> int:
     result = upgrade(queue_url)
     click.echo(f"queue database {urls.mask(queue_url)} at migration {result.after}")
-    env = dev_environment(queue_url)
+    emulator_url = f"http://127.0.0.1:{emulator_port}" if emulator_port else None
+    env = dev_environment(queue_url, emulator_url)
+    if seed:
+        seeded = seed_once(queue_url)
+        if seeded:
+            click.echo(seeded)
     bin_dir = Path(sys.executable).parent
     location = _code_location_args()
-    commands = {
-        "daemon": [str(bin_dir / "dagster-daemon"), "run", *location],
-        "webserver": [str(bin_dir / "dagster-webserver"), *location, "-h", host, "-p", str(port)],
-    }
+    commands = {}
+    if emulator_port:
+        # The token reaches the emulator through the environment, not the command line (ps shows that).
+        commands["emulator"] = [str(bin_dir / "notify-pipeline"), "emulator", "--port", str(emulator_port)]
+        click.echo(f"Cloud API emulator on {emulator_url}")
+    commands["daemon"] = [str(bin_dir / "dagster-daemon"), "run", *location]
+    commands["webserver"] = [str(bin_dir / "dagster-webserver"), *location, "-h", host, "-p", str(port)]
     children = {
         name: subprocess.Popen(cmd, env=env, cwd=settings.project_root(), start_new_session=True)
         for name, cmd in commands.items()
@@ -80,7 +113,7 @@ def run_dev(queue_url: str, *, host: str, port: int) -> int:
         while not stopping:
             for name, child in children.items():
                 if child.poll() is not None:
-                    click.echo(f"dagster {name} exited with code {child.returncode}; stopping", err=True)
+                    click.echo(f"{name} exited with code {child.returncode}; stopping", err=True)
                     exit_code = child.returncode or 1
                     stopping = True
             time.sleep(0.5)

@@ -16,6 +16,10 @@ import pytest
 from notify_pipeline.db import urls
 from notify_pipeline_tests.support import free_port
 
+RUNS_QUERY = """
+{ runsOrError(filter: {pipelineName: "send_notifications_job"}) { ... on Runs { results { runId status } } } }
+"""
+
 LOCATION_QUERY = """
 { workspaceOrError { __typename ... on Workspace { locationEntries {
     name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }
@@ -41,18 +45,46 @@ def wait_for_location(port: int, process: subprocess.Popen, timeout: float = 120
     raise AssertionError(f"code location did not load in {timeout}s: {last}")
 
 
+def wait_for_successful_send_run(port: int, process: subprocess.Popen, timeout: float = 90) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    runs: list[dict] = []
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "notify-pipeline dev exited early"
+        response = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": RUNS_QUERY}, timeout=5)
+        runs = response.json()["data"]["runsOrError"]["results"]
+        if any(run["status"] == "SUCCESS" for run in runs):
+            return runs
+        time.sleep(2)
+    raise AssertionError(f"no successful send run within {timeout}s: {runs}")
+
+
 @pytest.mark.slow
-def test_dev_serves_the_ui_with_the_code_location(tmp_path: Path, db_url: str, empty_db_url: str) -> None:
-    port = free_port()
+def test_dev_serves_the_ui_and_sends_the_demo_through_the_emulator(
+    tmp_path: Path, db_url: str, empty_db_url: str
+) -> None:
+    port, emulator_port = free_port(), free_port()
     env = {
         **os.environ,
         "NOTIFY_DATABASE_URL": db_url,
         "DAGSTER_POSTGRES_URL": urls.for_driver(empty_db_url, "psycopg2"),
         "NOTIFY_DATA_DIR": str(tmp_path),
     }
-    env.pop("DAGSTER_HOME", None)
+    for name in (
+        "DAGSTER_HOME",
+        "WHATSAPP_API_BASE_URL",
+        "WHATSAPP_ACCESS_TOKEN",
+        "WHATSAPP_PHONE_NUMBER_ID",
+    ):
+        env.pop(name, None)
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "notify-pipeline"), "dev", "--port", str(port)],
+        [
+            str(Path(sys.executable).parent / "notify-pipeline"),
+            "dev",
+            "--port",
+            str(port),
+            "--emulator-port",
+            str(emulator_port),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -68,8 +100,14 @@ def test_dev_serves_the_ui_with_the_code_location(tmp_path: Path, db_url: str, e
                 name for (name,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'")
             }
         assert {"runs", "event_logs"} <= tables, "Dagster keeps its instance in PostgreSQL"
+        wait_for_successful_send_run(port, process)
+        stats = httpx.get(f"http://127.0.0.1:{emulator_port}/_emulator/stats", timeout=5).json()
+        assert stats["total"] > 0, "the sensor's send run delivered the demo to the emulator"
+        with psycopg.connect(db_url) as conn:
+            assert conn.execute("SELECT count(*) FROM notifications WHERE status = 'sent'").fetchone()[0] > 0
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     assert "Dagster UI on http://127.0.0.1" in output
+    assert "demo seeded" in output

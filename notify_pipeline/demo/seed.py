@@ -87,7 +87,7 @@ def seed_demo(
             pool = unusable if rng.random() < 0.1 else approved
             definition = pool[rng.randrange(len(pool))]
             meta = {"domain": definition.get("domain", "core"), "correlation_id": f"demo-{seed}-{i}"}
-            if rng.random() < 0.1:
-                meta["delay_seconds"] = rng.randint(30, 600)
+            if rng.random() < 0.5:  # a stream: half of them fall due over the next ten minutes
+                meta["delay_seconds"] = rng.randint(5, 600)
             enqueue(conn, _message(wa_id, definition, rng), meta)
     return SeedReport(templates, len(people), sum(p[2] for p in people), quiet, notifications)

@@ -1,0 +1,166 @@
+"""The queue's Dagster wiring: jobs run in process against a real PostgreSQL and the emulator; the
+sensor decides against a real instance; secrets stay out of run config and event logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from notify_pipeline.defs.queue import jobs, schedules, sensors, test_notification
+from notify_pipeline.defs.queue.jobs import SENDER_TAG, RetryFailedConfig, SendConfig, StopConfig
+from notify_pipeline.defs.resources import QueueDatabase, WhatsAppCloudApi
+from notify_pipeline.engine import operations
+from notify_pipeline_tests.engine_support import enqueue_many, load_demo_templates, statuses
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def resources(db_url: str, emulator, token: str | None = None) -> dict:
+    return {
+        "queue_db": QueueDatabase(url=db_url),
+        "whatsapp": WhatsAppCloudApi(
+            base_url=emulator.base_url,
+            api_version="v23.0",
+            phone_number_id=emulator.phone_number_id,
+            access_token=token or emulator.token,
+        ),
+    }
+
+
+def all_event_text(result: dg.ExecuteInProcessResult) -> str:
+    return " ".join(str(event) for event in result.all_events) + str(result.dagster_run.run_config)
+
+
+def test_send_job_drains_the_queue_and_reports_metadata(db, db_url, emulator) -> None:
+    load_demo_templates(db)
+    emulator.configure(limits_enabled=False)
+    enqueue_many(db, 30)
+    result = jobs.send_notifications_job.execute_in_process(
+        resources=resources(db_url, emulator),
+        run_config=dg.RunConfig(ops={"send_due_notifications": SendConfig(max_seconds=20, trigger="test")}),
+    )
+    assert result.success
+    assert statuses(db) == {"sent": 30}
+    summary = result.output_for_node("send_due_notifications")
+    assert summary["sent"] == 30 and summary["trigger"] == "test" and summary["stopped_by"] == "drained"
+    metadata = next(
+        e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"
+    ).step_output_data.metadata
+    assert metadata["sent"].value == 30
+    assert emulator.token not in all_event_text(result)
+    assert "+2507" not in all_event_text(result), "no phone number in event logs"
+
+
+def test_send_job_fails_on_auth_errors_and_keeps_the_queue(db, db_url, emulator) -> None:
+    load_demo_templates(db)
+    enqueue_many(db, 5)
+    result = jobs.send_notifications_job.execute_in_process(
+        resources=resources(db_url, emulator, token="revoked-token-xyz"), raise_on_error=False
+    )
+    assert not result.success
+    failure = result.failure_data_for_node("send_due_notifications")
+    assert "WHATSAPP_ACCESS_TOKEN" in failure.user_failure_data.description
+    assert statuses(db) == {"queued": 5}
+    assert "revoked-token-xyz" not in all_event_text(result)
+
+
+def sensor_context(db_url: str, instance: dg.DagsterInstance) -> dg.SensorEvaluationContext:
+    return dg.build_sensor_context(instance=instance, resources={"queue_db": QueueDatabase(url=db_url)})
+
+
+def test_sensor_launches_a_run_only_when_work_is_due(db, db_url) -> None:
+    with dg.instance_for_test() as instance:
+        result = sensors.due_notifications_sensor(sensor_context(db_url, instance))
+        assert not result.run_requests and "no notification is due" in result.skip_reason.skip_message
+        enqueue_many(db, 3)
+        result = sensors.due_notifications_sensor(sensor_context(db_url, instance))
+        (request,) = result.run_requests
+        assert request.tags[SENDER_TAG] == jobs.sender_tags()[SENDER_TAG]
+        assert request.tags["notify/due_at_launch"] == "3"
+
+
+def test_sensor_waits_while_a_send_run_of_this_sender_is_active(db, db_url) -> None:
+    enqueue_many(db, 1)
+    with dg.instance_for_test() as instance:
+        instance.create_run_for_job(jobs.send_notifications_job, tags=jobs.sender_tags())
+        result = sensors.due_notifications_sensor(sensor_context(db_url, instance))
+        assert not result.run_requests
+        assert "still" in result.skip_reason.skip_message
+
+
+def test_sensor_respects_both_kill_switches(db, db_url, monkeypatch) -> None:
+    enqueue_many(db, 1)
+    with dg.instance_for_test() as instance:
+        operations.set_paused(db, True, "incident 42", "tester")
+        result = sensors.due_notifications_sensor(sensor_context(db_url, instance))
+        assert "paused (incident 42)" in result.skip_reason.skip_message
+        operations.set_paused(db, False, "over", "tester")
+        monkeypatch.setenv("NOTIFICATION_WORKER_CRON_ENABLED", "false")
+        result = sensors.due_notifications_sensor(sensor_context(db_url, instance))
+        assert "NOTIFICATION_WORKER_CRON_ENABLED" in result.skip_reason.skip_message
+
+
+def test_operator_jobs(db, db_url, emulator) -> None:
+    res = {"queue_db": QueueDatabase(url=db_url)}
+    ids = enqueue_many(db, 3)
+    db.execute(
+        "UPDATE notifications SET locked_at = now() - interval '1 hour', locked_by = 'dead' WHERE id = %s",
+        (ids[0],),
+    )
+    swept = jobs.sweep_locks_job.execute_in_process(resources=res)
+    assert swept.output_for_node("sweep_stale_locks") == 1
+
+    db.execute(
+        "UPDATE notifications SET status = 'failed', last_error_code = '131000' WHERE id = %s", (ids[1],)
+    )
+    dry = jobs.retry_failed_job.execute_in_process(
+        resources=res,
+        run_config=dg.RunConfig(ops={"retry_failed_notifications": RetryFailedConfig(error_code="131000")}),
+    )
+    assert dry.output_for_node("retry_failed_notifications") == 1
+    assert statuses(db)["failed"] == 1, "the default is a dry run"
+    done = jobs.retry_failed_job.execute_in_process(
+        resources=res,
+        run_config=dg.RunConfig(
+            ops={"retry_failed_notifications": RetryFailedConfig(error_code="131000", dry_run=False)}
+        ),
+    )
+    assert done.output_for_node("retry_failed_notifications") == 1
+    assert statuses(db) == {"queued": 3}
+
+    stop = jobs.emergency_stop_job.execute_in_process(
+        resources=res, run_config=dg.RunConfig(ops={"stop_sending": StopConfig(reason="drill")})
+    )
+    assert stop.output_for_node("stop_sending") == 3
+    assert operations.paused(db)[0]
+    resume = jobs.resume_job.execute_in_process(
+        resources=res, run_config=dg.RunConfig(ops={"resume_sending": StopConfig(reason="drill over")})
+    )
+    assert resume.output_for_node("resume_sending") == 3
+    assert statuses(db) == {"queued": 3}
+
+
+def test_send_test_notification_job_queues_a_test_message(db, db_url) -> None:
+    result = test_notification.send_test_notification_job.execute_in_process(
+        resources={"queue_db": QueueDatabase(url=db_url)},
+        run_config=dg.RunConfig(
+            ops={"queue_test_notification": test_notification.SampleNotificationConfig(to="+250788999001")}
+        ),
+    )
+    notification_id = result.output_for_node("queue_test_notification")
+    ntype, corr, template = db.execute(
+        "SELECT notification_type, correlation_id, template_name FROM notifications WHERE id = %s",
+        (notification_id,),
+    ).fetchone()
+    assert (ntype, template) == ("test", "welcome_message") and corr.startswith("test_")
+
+
+def test_schedule_and_instance_limits() -> None:
+    assert schedules.sweep_locks_schedule.cron_schedule == "*/5 * * * *"
+    assert schedules.sweep_locks_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    limits = yaml.safe_load((ROOT / "dagster.yaml").read_text())["concurrency"]["runs"][
+        "tag_concurrency_limits"
+    ]
+    assert {"key": SENDER_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
