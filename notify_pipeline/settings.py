@@ -26,6 +26,7 @@ ENVIRONMENT: dict[str, str] = {
     "WHATSAPP_ACCESS_TOKEN": "Bearer token for the Cloud API (secret). The emulator accepts this token too.",
     "WHATSAPP_WABA_ID": "WhatsApp Business Account id, for listing message templates.",
     "WHATSAPP_APP_SECRET": "App secret that signs webhooks (X-Hub-Signature-256); the emulator signs with it (secret).",
+    "NOTIFICATION_WORKER_CRON_ENABLED": "false stops the sensor and any running send within a batch (kill switch).",
     "WHATSAPP_HTTP_TRANSPORT": "aiohttp (default) or httpx: the HTTP transport under the Cloud API client.",
 }
 
