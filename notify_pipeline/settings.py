@@ -20,6 +20,8 @@ ENVIRONMENT: dict[str, str] = {
     "DAGSTER_HOME": "Dagster instance directory. `notify-pipeline dev` defaults it to .notify_data/dagster_home.",
     "DAGSTER_POSTGRES_URL": "Dagster's own storage (a database of its own). Default: database notify_dagster on the queue server.",
     "NOTIFY_TEST_DATABASE_URL": "Tests only: a PostgreSQL server to test against instead of the embedded one.",
+    "NOTIFY_REPORT_TIMEZONE": "Time zone of the daily report partitions (a report day is a local day). Default Africa/Kigali.",
+    "NOTIFY_REPORT_START_DATE": "First day of the daily report partitions (YYYY-MM-DD). Default 2026-01-01.",
     "WHATSAPP_API_BASE_URL": "Cloud API host. Default https://graph.facebook.com; the emulator is http://127.0.0.1:8089.",
     "WHATSAPP_API_VERSION": "Graph API version in request paths. Default v23.0.",
     "WHATSAPP_PHONE_NUMBER_ID": "The sender's phone number id (Meta's id, not the number itself).",
@@ -28,6 +30,9 @@ ENVIRONMENT: dict[str, str] = {
     "WHATSAPP_APP_SECRET": "App secret that signs webhooks (X-Hub-Signature-256); the emulator signs with it (secret).",
     "NOTIFICATION_WORKER_CRON_ENABLED": "false stops the sensor and any running send within a batch (kill switch).",
     "WHATSAPP_HTTP_TRANSPORT": "aiohttp (default) or httpx: the HTTP transport under the Cloud API client.",
+    "NOTIFY_ALERT_WEBHOOK_URL": "Slack-compatible incoming webhook for alerts (secret). Unset: alerts are recorded only.",
+    "NOTIFY_METRICS_TEXTFILE": "Prometheus textfile the metrics export writes. Default: <NOTIFY_DATA_DIR>/metrics/notify_pipeline.prom.",
+    "NOTIFY_PUSHGATEWAY_URL": "Prometheus Pushgateway the metrics export also pushes to (http://host:9091). Unset: no push.",
 }
 
 
@@ -68,3 +73,11 @@ def whatsapp_client_settings():
 def sender_key() -> str:
     """The sender phone number id that scopes send runs (one at a time per sender)."""
     return os.environ.get("WHATSAPP_PHONE_NUMBER_ID", "").strip() or "default"
+
+
+def report_timezone() -> str:
+    return os.environ.get("NOTIFY_REPORT_TIMEZONE", "").strip() or "Africa/Kigali"
+
+
+def report_start_date() -> str:
+    return os.environ.get("NOTIFY_REPORT_START_DATE", "").strip() or "2026-01-01"

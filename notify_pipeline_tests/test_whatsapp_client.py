@@ -13,17 +13,8 @@ from notify_pipeline.whatsapp.client import ClientSettings, CloudApiClient, Temp
 from notify_pipeline.whatsapp.errors import ErrorClass
 from notify_pipeline.whatsapp.messages import Button, send_request, template_message, text_message
 from notify_pipeline_tests.emulator_fixtures import EMULATOR_APP_SECRET
+from notify_pipeline_tests.engine_support import client_settings as settings_for
 from notify_pipeline_tests.support import free_port
-
-
-def settings_for(emulator, **overrides) -> ClientSettings:
-    values = {
-        "base_url": emulator.base_url,
-        "phone_number_id": emulator.phone_number_id,
-        "access_token": emulator.token,
-        **overrides,
-    }
-    return ClientSettings(**values)
 
 
 async def send_all(settings: ClientSettings, payloads: list[dict]) -> list:

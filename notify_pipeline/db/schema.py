@@ -11,6 +11,8 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -187,3 +189,58 @@ queue_control = Table(
     Column("changed_at", TZ, nullable=False, server_default=text("now()")),
     Column("changed_by", Text),
 )
+
+daily_domain_summary = Table(
+    "daily_domain_summary",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("domain", Text, primary_key=True),
+    Column("total", Integer, nullable=False),
+    Column("sent", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("queued", Integer, nullable=False),
+    Column("failure_rate", Float),
+    Column("avg_retries", Float, nullable=False),
+    Column("latency_p50_ms", Float),
+    Column("latency_p95_ms", Float),
+    Column("latency_p99_ms", Float),
+    Column("deferrals", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("computed_at", TZ, nullable=False, server_default=text("now()")),
+)
+
+daily_error_code_breakdown = Table(
+    "daily_error_code_breakdown",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("domain", Text, primary_key=True),
+    Column("error_code", Text, primary_key=True),
+    Column("meaning", Text, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("computed_at", TZ, nullable=False, server_default=text("now()")),
+)
+
+hourly_send_profile = Table(
+    "hourly_send_profile",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("hour", SmallInteger, primary_key=True),
+    Column("domain", Text, primary_key=True),
+    Column("sent", Integer, nullable=False),
+    Column("computed_at", TZ, nullable=False, server_default=text("now()")),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    _id(),
+    Column("alert_name", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("started_at", TZ, nullable=False, server_default=text("now()")),
+    Column("last_notified_at", TZ),
+    Column("notifications", Integer, nullable=False, server_default="0"),
+    Column("resolved_at", TZ),
+)
+Index("alerts_one_firing_idx", alerts.c.alert_name, unique=True, postgresql_where=alerts.c.state == "firing")
+Index("alerts_started_at_idx", alerts.c.started_at)

@@ -265,3 +265,8 @@ def describe(code: int | str | None) -> str:
     if entry is None:
         return f"code {code}: not a documented Meta error code" if code is not None else "no error code"
     return f"{entry.code} {entry.title} ({entry.error_class}): {entry.fix}"
+
+
+def throttling_codes() -> tuple[str, ...]:
+    """Meta's rate-limit codes as stored in last_error_code (the throttling alert and metrics)."""
+    return tuple(str(code) for code, entry in CODES.items() if entry.error_class is ErrorClass.THROTTLED)

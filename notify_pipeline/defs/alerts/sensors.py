@@ -1,0 +1,150 @@
+"""Alert sensors: one per alert (built by `alert_sensor`), and one for failed runs of the product's jobs.
+
+Each alert sensor reads its snapshot under a short statement timeout, moves the alert's lifecycle
+one step (reporting/alerts/lifecycle.py) and returns a SensorResult whose skip reason says what it
+saw or sent, so alerts are visible in the UI's tick history even with no webhook configured. The
+cursor (small JSON) only remembers since when a condition holds; the alerts table knows what fires.
+"""
+
+import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import datetime
+
+import dagster as dg
+import psycopg
+
+from notify_pipeline.db.connect import connect
+from notify_pipeline.defs.alerts.resources import AlertSink, AlertThresholds
+from notify_pipeline.defs.metrics.jobs import export_metrics_job
+from notify_pipeline.defs.queue.jobs import (
+    emergency_stop_job,
+    resume_job,
+    retry_failed_job,
+    send_notifications_job,
+    sweep_locks_job,
+)
+from notify_pipeline.defs.queue.test_notification import send_test_notification_job
+from notify_pipeline.defs.reporting.jobs import daily_report_job, export_summary_job
+from notify_pipeline.defs.resources import QueueDatabase
+from notify_pipeline.reporting.alerts import lifecycle, run_failures
+from notify_pipeline.reporting.alerts.catalog import ALERTS, AlertSpec
+
+# Well under the sensor's 60 s evaluation timeout, webhook retries included; the queries take ms.
+STATEMENT_TIMEOUT_MS = 5_000
+CONNECT_TIMEOUT_S = 10
+MINIMUM_INTERVAL_S = 60
+LOUD = {"fired", "reminded", "resolved", "error"}
+
+MONITORED_JOBS = [
+    send_notifications_job,
+    sweep_locks_job,
+    retry_failed_job,
+    emergency_stop_job,
+    resume_job,
+    send_test_notification_job,
+    export_metrics_job,
+    daily_report_job,
+    export_summary_job,
+]
+
+
+def _open_db(queue_db: QueueDatabase, actor: str) -> Callable[[], AbstractContextManager[psycopg.Connection]]:
+    return lambda: connect(
+        queue_db.url,
+        actor=actor,
+        connect_timeout_s=min(queue_db.connect_timeout_s, CONNECT_TIMEOUT_S),
+        statement_timeout_ms=STATEMENT_TIMEOUT_MS,
+        autocommit=True,
+    )
+
+
+def alert_sensor(
+    spec: AlertSpec,
+    *,
+    clock: Callable[[], datetime] = lifecycle.utc_now,
+    minimum_interval_seconds: int = MINIMUM_INTERVAL_S,
+) -> dg.SensorDefinition:
+    """The sensor for one alert. `clock` is injectable so tests can drive an alert's life."""
+    name = f"{spec.name}_alert_sensor"
+
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"{spec.description} Fires once, reminds every alert_repeat_s while it lasts, resolves "
+        "when it clears; thresholds from the alert_thresholds resource, delivery by alert_sink.",
+    )
+    def _sensor(
+        context: dg.SensorEvaluationContext,
+        queue_db: QueueDatabase,
+        alert_thresholds: AlertThresholds,
+        alert_sink: AlertSink,
+    ) -> dg.SensorResult:
+        with _open_db(queue_db, name)() as conn:
+            outcome = lifecycle.evaluate(
+                conn, spec, alert_thresholds.thresholds(), alert_sink.sink(), clock(), context.cursor
+            )
+        (context.log.warning if outcome.state in LOUD else context.log.info)(f"{spec.name}: {outcome.text}")
+        return dg.SensorResult(skip_reason=outcome.text, cursor=outcome.cursor)
+
+    return _sensor
+
+
+(
+    queue_depth_alert_sensor,
+    oldest_queued_alert_sensor,
+    failure_rate_alert_sensor,
+    worker_health_alert_sensor,
+    opt_out_spike_alert_sensor,
+    throttling_alert_sensor,
+) = ALERT_SENSORS = tuple(alert_sensor(spec) for spec in ALERTS)
+
+
+def _step_errors(context: dg.RunFailureSensorContext) -> tuple[str, ...]:
+    errors = []
+    for event in context.get_step_failure_events():
+        data = event.step_failure_data
+        # A dg.Failure carries the op's own explanation; anything else, the exception's message.
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            text = data.user_failure_data.description
+        elif data.error is not None:
+            error = data.error
+            while error.cause is not None:  # Dagster wraps the op's exception: report the op's own
+                error = error.cause
+            text = error.message.strip()
+        else:
+            text = event.message or "step failed"
+        errors.append(f"{event.step_key}: {text}")
+    return tuple(errors)
+
+
+@dg.run_failure_sensor(
+    name="run_failure_alert_sensor",
+    monitored_jobs=MONITORED_JOBS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Posts an alert with the job, run id and error when a run of the product's jobs fails; "
+    "a send run stopped by an auth error says to refresh WHATSAPP_ACCESS_TOKEN.",
+)
+def run_failure_alert_sensor(
+    context: dg.RunFailureSensorContext, queue_db: QueueDatabase, alert_sink: AlertSink
+) -> None:
+    run = context.dagster_run
+    failure = run_failures.RunFailure(
+        run.job_name, run.run_id, context.failure_event.message or "run failed", _step_errors(context)
+    )
+    secrets = (os.environ.get("WHATSAPP_ACCESS_TOKEN", ""), alert_sink.webhook_url())
+    result = run_failures.announce(
+        _open_db(queue_db, "run_failure_alert_sensor"),
+        failure,
+        alert_sink.sink(),
+        lifecycle.utc_now(),
+        secrets,
+    )
+    if result.verdict is None:
+        context.log.info(f"run {run.run_id[:8]} of {run.job_name}: already announced")
+        return
+    delivery = result.delivery.describe() if result.delivery else "not sent"
+    note = f" ({result.note})" if result.note else ""
+    context.log.warning(f"RUN FAILED: {result.verdict.headline}; {delivery}{note}")

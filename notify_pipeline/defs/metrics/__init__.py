@@ -1,0 +1,1 @@
+"""Dagster wiring of the metrics export: one job, run every minute by a schedule."""

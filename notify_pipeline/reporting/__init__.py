@@ -1,0 +1,1 @@
+"""Reporting and alerting: daily summaries, metrics export, alerts. Plain modules under Dagster."""

@@ -1,0 +1,172 @@
+"""What the alert conditions look at: one small snapshot per alert, each read by a cheap query.
+
+Every query is a range scan on an existing index (the claim index, notifications.created_at,
+observability_events (event_type, created_at), notification_audit_log.created_at) and runs under
+the caller's statement timeout, so a slow database skips a sensor tick instead of hanging it.
+Windows are measured with the database clock, which also stamped the rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from notify_pipeline.engine.drain import DrainConfig, worker_enabled
+from notify_pipeline.engine.operations import EMERGENCY_STOP_CODE, paused
+from notify_pipeline.whatsapp.errors import throttling_codes
+
+# The claim lease of the engine: a claim older than this belongs to a dead worker.
+LEASE_S: float = DrainConfig.lease_s
+# Our own per-recipient limiter's deferral reason (engine/drain.py); not one of Meta's codes.
+PAIR_LIMIT = "pair_limit"
+# Meta's own pair-limit code: its deferrals also point at hot recipients.
+META_PAIR_LIMIT = "131056"
+# Failures the product chose rather than suffered: not delivery failures.
+NOT_DELIVERY_FAILURES = ("opted_out", EMERGENCY_STOP_CODE)
+
+
+@dataclass(frozen=True)
+class Switches:
+    """Whether sending is meant to happen: the environment kill switch and the pause flag."""
+
+    enabled: bool
+    paused: bool
+    pause_reason: str | None
+
+
+@dataclass(frozen=True)
+class QueueReading:
+    due: int  # queued and due now (claimed or not)
+    claimed: int  # ... of which a worker holds right now
+    stale_claims: int  # claims older than the lease: a worker died holding them
+    waiting: int  # queued for a later time (deferred or scheduled): not a backlog
+    oldest_due_s: float | None  # how long the longest-due row has been due
+    switches: Switches
+
+
+@dataclass(frozen=True)
+class FailureReading:
+    window_s: float
+    by_domain: dict[str, tuple[int, int]]  # domain -> (sent, failed)
+    failed_by_code: dict[str, int]  # last_error_code -> failed rows
+
+
+@dataclass(frozen=True)
+class WorkerReading:
+    switches: Switches
+    last_start_age_s: float | None  # since the last NOTIFY_WORKER_START (None: never)
+    last_claim_age_s: float | None  # since the youngest claim still held (a long run writes one START)
+    due_unclaimed: int  # due rows no live worker holds
+    oldest_unclaimed_due_s: float | None
+
+
+@dataclass(frozen=True)
+class OptOutReading:
+    window_s: float
+    contacts: int  # CONTACT_OPTED_OUT events (mark_opted_out)
+    blocked_sends: int  # rows failed at send time because the contact had opted out
+    reasons: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ThrottleReading:
+    window_s: float
+    meta_by_code: dict[str, int]  # Meta's rate-limit codes (errors.throttling_codes())
+    pair_limit: int  # our own limiter's deferrals: reported, not counted (see conditions.throttling)
+    hot_recipients: list[tuple[str, int]]  # masked numbers with the most pair-limit deferrals
+
+
+def switches(conn: psycopg.Connection) -> Switches:
+    is_paused, reason = paused(conn)
+    return Switches(worker_enabled(), is_paused, reason)
+
+
+def read_queue(conn: psycopg.Connection) -> QueueReading:
+    due, claimed, stale, waiting, oldest = conn.execute(
+        "SELECT count(*) FILTER (WHERE next_attempt_at <= now()), "
+        "count(*) FILTER (WHERE next_attempt_at <= now() AND locked_at IS NOT NULL), "
+        "count(*) FILTER (WHERE locked_at < now() - make_interval(secs => %(lease)s)), "
+        "count(*) FILTER (WHERE next_attempt_at > now()), "
+        "extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE next_attempt_at <= now()))::float "
+        "FROM notifications WHERE status = 'queued'",
+        {"lease": LEASE_S},
+    ).fetchone()
+    return QueueReading(due, claimed, stale, waiting, oldest, switches(conn))
+
+
+def read_failures(conn: psycopg.Connection, window_s: float) -> FailureReading:
+    # The runbook's window (rows created in it, on notifications_created_at_idx), so the numbers
+    # match its failure-rate query and `notify-pipeline status`, minus the product's own refusals.
+    rows = conn.execute(
+        "SELECT domain, status, coalesce(last_error_code, ''), count(*)::int FROM notifications "
+        "WHERE created_at > now() - make_interval(secs => %(window)s) AND status IN ('sent', 'failed') "
+        "AND NOT (status = 'failed' AND coalesce(last_error_code, '') = ANY(%(skip)s)) "
+        "GROUP BY 1, 2, 3",
+        {"window": window_s, "skip": list(NOT_DELIVERY_FAILURES)},
+    ).fetchall()
+    by_domain: dict[str, tuple[int, int]] = {}
+    failed_by_code: dict[str, int] = {}
+    for domain, status, code, count in rows:
+        sent, failed = by_domain.get(domain, (0, 0))
+        if status == "sent":
+            by_domain[domain] = (sent + count, failed)
+        else:
+            by_domain[domain] = (sent, failed + count)
+            failed_by_code[code or "none"] = failed_by_code.get(code or "none", 0) + count
+    return FailureReading(window_s, by_domain, failed_by_code)
+
+
+def read_worker(conn: psycopg.Connection) -> WorkerReading:
+    start_age, claim_age, due, oldest = conn.execute(
+        "SELECT (SELECT extract(epoch FROM now() - max(created_at))::float FROM observability_events "
+        "        WHERE event_type = 'NOTIFY_WORKER_START'), "
+        "       (SELECT extract(epoch FROM now() - max(locked_at))::float FROM notifications "
+        "        WHERE status = 'queued' AND locked_at IS NOT NULL), "
+        "       count(*), extract(epoch FROM now() - min(next_attempt_at))::float "
+        "FROM notifications WHERE status = 'queued' AND next_attempt_at <= now() "
+        "AND (locked_at IS NULL OR locked_at < now() - make_interval(secs => %(lease)s))",
+        {"lease": LEASE_S},
+    ).fetchone()
+    return WorkerReading(switches(conn), start_age, claim_age, due, oldest)
+
+
+def read_opt_outs(conn: psycopg.Connection, window_s: float) -> OptOutReading:
+    reasons = dict(
+        conn.execute(
+            "SELECT coalesce(details->>'reason', 'unknown'), count(*)::int FROM observability_events "
+            "WHERE event_type = 'CONTACT_OPTED_OUT' AND created_at > now() - make_interval(secs => %s) "
+            "GROUP BY 1",
+            (window_s,),
+        ).fetchall()
+    )
+    # 'failed' (a worker's verdict), not 'cancelled': mark_opted_out's own cancellations are the
+    # opt-out itself, already counted once by its CONTACT_OPTED_OUT event.
+    blocked = conn.execute(
+        "SELECT count(*)::int FROM notification_audit_log WHERE created_at > now() - make_interval(secs => %s) "
+        "AND event_type = 'failed' AND details->>'error_code' = 'opted_out'",
+        (window_s,),
+    ).fetchone()[0]
+    return OptOutReading(window_s, sum(reasons.values()), blocked, reasons)
+
+
+def read_throttling(conn: psycopg.Connection, window_s: float) -> ThrottleReading:
+    codes = [*throttling_codes(), PAIR_LIMIT]
+    counts = dict(
+        conn.execute(
+            "SELECT details->>'error_code', count(*)::int FROM notification_audit_log "
+            "WHERE created_at > now() - make_interval(secs => %s) "
+            "AND event_type IN ('deferred', 'retried', 'failed') AND details->>'error_code' = ANY(%s) "
+            "GROUP BY 1",
+            (window_s, codes),
+        ).fetchall()
+    )
+    pair = counts.pop(PAIR_LIMIT, 0)
+    hot = conn.execute(
+        "SELECT notify_mask_wa_id(n.to_wa_id), count(*)::int FROM notification_audit_log a "
+        "JOIN notifications n ON n.id = a.notification_id "
+        "WHERE a.created_at > now() - make_interval(secs => %s) AND a.event_type = 'deferred' "
+        "AND a.details->>'error_code' IN (%s, %s) GROUP BY n.to_wa_id ORDER BY 2 DESC, 1 LIMIT 3",
+        (window_s, PAIR_LIMIT, META_PAIR_LIMIT),
+    ).fetchall()
+    return ThrottleReading(window_s, counts, pair, [(masked, count) for masked, count in hot])

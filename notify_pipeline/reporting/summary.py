@@ -1,0 +1,143 @@
+"""Daily per-domain summaries with pandas, written idempotently per local day.
+
+A day is a calendar day in the report time zone (Africa/Kigali by default): a notification belongs
+to the day its created_at falls on there. Each write deletes the day's rows and inserts the new
+ones in one transaction, so re-running a day (or a backfill) never duplicates anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from notify_pipeline.engine.reasons import meaning
+
+PERCENTILES = {"latency_p50_ms": 0.50, "latency_p95_ms": 0.95, "latency_p99_ms": 0.99}
+SUMMARY_COLUMNS = [
+    "day",
+    "domain",
+    "total",
+    "sent",
+    "failed",
+    "queued",
+    "failure_rate",
+    "avg_retries",
+    *PERCENTILES,
+    "deferrals",
+]
+
+
+def day_window(day: date, tz: str) -> tuple[datetime, datetime]:
+    """[start, end) of a local calendar day, as aware datetimes (23 or 25 hours on DST days)."""
+    zone = ZoneInfo(tz)
+    start = datetime.combine(day, time(0), tzinfo=zone)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
+    return start, end
+
+
+def load_notifications(conn: psycopg.Connection, start: datetime, end: datetime) -> pd.DataFrame:
+    cur = conn.execute(
+        "SELECT id, domain, status, retry_count, last_error_code, created_at, sent_at FROM notifications "
+        "WHERE created_at >= %s AND created_at < %s",
+        (start, end),
+    )
+    return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+
+
+def load_deferrals(conn: psycopg.Connection, start: datetime, end: datetime) -> pd.DataFrame:
+    """Deferrals (audit 'deferred' events) of the window's notifications, by domain and reason."""
+    cur = conn.execute(
+        "SELECT n.domain, coalesce(a.details->>'error_code', 'unknown') AS reason, count(*) AS deferrals "
+        "FROM notifications n JOIN notification_audit_log a ON a.notification_id = n.id "
+        "WHERE n.created_at >= %s AND n.created_at < %s AND a.event_type = 'deferred' GROUP BY 1, 2",
+        (start, end),
+    )
+    return pd.DataFrame(cur.fetchall(), columns=["domain", "reason", "deferrals"])
+
+
+def domain_summary(day: date, notifications: pd.DataFrame, deferrals: pd.DataFrame) -> pd.DataFrame:
+    """One row per domain: counts, failure rate, average retries, send latency percentiles."""
+    if notifications.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    frame = notifications.assign(
+        is_sent=notifications["status"].eq("sent"),
+        is_failed=notifications["status"].eq("failed"),
+        is_queued=notifications["status"].eq("queued"),
+        latency_ms=(notifications["sent_at"] - notifications["created_at"]).dt.total_seconds() * 1000,
+    )
+    grouped = frame.groupby("domain")
+    summary = pd.DataFrame(
+        {
+            "total": grouped.size(),
+            "sent": grouped["is_sent"].sum(),
+            "failed": grouped["is_failed"].sum(),
+            "queued": grouped["is_queued"].sum(),
+            "avg_retries": grouped["retry_count"].mean().round(2),
+        }
+    )
+    finished = summary["sent"] + summary["failed"]
+    summary["failure_rate"] = (summary["failed"] / finished).where(finished > 0)
+    latencies = frame[frame["is_sent"]].groupby("domain")["latency_ms"]
+    for column, quantile in PERCENTILES.items():
+        summary[column] = latencies.quantile(quantile)
+    by_domain = {
+        domain: dict(zip(group["reason"], group["deferrals"].astype(int), strict=True))
+        for domain, group in deferrals.groupby("domain")
+    }
+    summary["deferrals"] = [by_domain.get(domain, {}) for domain in summary.index]
+    summary = summary.reset_index().assign(day=day)
+    return summary[SUMMARY_COLUMNS]
+
+
+def error_code_breakdown(day: date, notifications: pd.DataFrame) -> pd.DataFrame:
+    """Failed notifications per domain and error code, with what the code means."""
+    failed = notifications[notifications["status"].eq("failed")] if not notifications.empty else notifications
+    if failed.empty:
+        return pd.DataFrame(columns=["day", "domain", "error_code", "meaning", "failed"])
+    codes = failed.assign(error_code=failed["last_error_code"].fillna("none"))
+    counts = codes.groupby(["domain", "error_code"]).size().rename("failed").reset_index()
+    counts["meaning"] = counts["error_code"].map(meaning)
+    return counts.assign(day=day)[["day", "domain", "error_code", "meaning", "failed"]]
+
+
+def hourly_profile(day: date, notifications: pd.DataFrame, tz: str) -> pd.DataFrame:
+    """Messages sent per local hour of sending (for the day's notifications) and domain."""
+    sent = notifications[notifications["status"].eq("sent")] if not notifications.empty else notifications
+    if sent.empty:
+        return pd.DataFrame(columns=["day", "hour", "domain", "sent"])
+    hours = sent["sent_at"].dt.tz_convert(tz).dt.hour
+    counts = sent.assign(hour=hours).groupby(["hour", "domain"]).size().rename("sent").reset_index()
+    return counts.assign(day=day)[["day", "hour", "domain", "sent"]]
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, dict):
+        return Jsonb({k: int(v) for k, v in value.items()})
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def replace_days(conn: psycopg.Connection, table: str, days: Sequence[date], frame: pd.DataFrame) -> int:
+    """Delete the days' rows from `table` and insert `frame` instead, in one transaction."""
+    columns = list(frame.columns)
+    insert = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+        sql.Identifier(table),
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+    )
+    rows = [[_cell(value) for value in record] for record in frame.itertuples(index=False, name=None)]
+    with conn.transaction():
+        conn.execute(
+            sql.SQL("DELETE FROM {} WHERE day = ANY(%s)").format(sql.Identifier(table)), (list(days),)
+        )
+        if rows:
+            with conn.cursor() as cur:
+                cur.executemany(insert, rows)
+    return len(rows)
