@@ -70,6 +70,11 @@ def whatsapp_client_settings():
     )
 
 
+def whatsapp_waba_id() -> str:
+    """The WhatsApp Business Account id (not a secret) whose message templates a sync lists."""
+    return os.environ.get("WHATSAPP_WABA_ID", "").strip()
+
+
 def sender_key() -> str:
     """The sender phone number id that scopes send runs (one at a time per sender)."""
     return os.environ.get("WHATSAPP_PHONE_NUMBER_ID", "").strip() or "default"

@@ -58,6 +58,12 @@ def test_definitions_register_seven_running_sensors_with_env_only_secrets() -> N
         "export_metrics_job",
         "daily_report_job",
         "export_summary_job",
+        "opt_out_contact_job",
+        "opt_in_contact_job",
+        "set_contact_preferences_job",
+        "bulk_quiet_hours_defaults_job",
+        "sync_templates_job",
+        "audit_log_cleanup_job",
     }
 
 

@@ -42,6 +42,9 @@ class WhatsAppCloudApi(dg.ConfigurableResource):
     phone_number_id: str = Field(description="Sender phone number id (WHATSAPP_PHONE_NUMBER_ID).")
     access_token: str = Field(description="Bearer token (WHATSAPP_ACCESS_TOKEN); secret.")
     transport: str = Field(default="aiohttp", description="aiohttp or httpx.")
+    waba_id: str = Field(
+        default="", description="WhatsApp Business Account id for template sync (WHATSAPP_WABA_ID)."
+    )
     connect_timeout_s: float = Field(default=5.0, description="Seconds to open a connection.")
     read_timeout_s: float = Field(default=15.0, description="Seconds to wait for an answer.")
 
@@ -59,7 +62,9 @@ class WhatsAppCloudApi(dg.ConfigurableResource):
 
 def whatsapp_resource() -> WhatsAppCloudApi:
     # Non-secret settings are read when the code location loads (they show in the UI); the token
-    # and the sender id stay environment references, resolved at run time.
+    # and the sender id stay environment references, resolved at run time. The WABA id is not a
+    # secret and only template sync needs it: read at load, so an unset variable fails the sync
+    # run with a clear message instead of every run that uses this resource (as a dg.EnvVar would).
     client = settings.whatsapp_client_settings()
     return WhatsAppCloudApi(
         base_url=client.base_url,
@@ -67,6 +72,7 @@ def whatsapp_resource() -> WhatsAppCloudApi:
         phone_number_id=dg.EnvVar("WHATSAPP_PHONE_NUMBER_ID"),
         access_token=dg.EnvVar("WHATSAPP_ACCESS_TOKEN"),
         transport=client.transport,
+        waba_id=settings.whatsapp_waba_id(),
     )
 
 

@@ -26,8 +26,9 @@ def load_summary(conn: psycopg.Connection, start: date, end: date) -> pd.DataFra
     return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
 
 
-def export_summary(conn: psycopg.Connection, start: date, end: date, out_dir: Path,
-                   formats: Sequence[str] = FORMATS) -> list[Path]:
+def export_summary(
+    conn: psycopg.Connection, start: date, end: date, out_dir: Path, formats: Sequence[str] = FORMATS
+) -> list[Path]:
     """Write the range to out_dir as daily_domain_summary_<start>_<end>.<format>; return the paths."""
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:

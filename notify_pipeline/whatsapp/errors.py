@@ -270,3 +270,11 @@ def describe(code: int | str | None) -> str:
 def throttling_codes() -> tuple[str, ...]:
     """Meta's rate-limit codes as stored in last_error_code (the throttling alert and metrics)."""
     return tuple(str(code) for code, entry in CODES.items() if entry.error_class is ErrorClass.THROTTLED)
+
+
+def markdown_table() -> str:
+    """The code table as Markdown, for docs/operations.md (a test keeps the two identical)."""
+    lines = ["| code | meaning | class | what to do |", "|---|---|---|---|"]
+    for entry in sorted(_TABLE, key=lambda e: (e.error_class.value, e.code)):
+        lines.append(f"| {entry.code} | {entry.title} | {entry.error_class.value} | {entry.fix} |")
+    return "\n".join(lines)

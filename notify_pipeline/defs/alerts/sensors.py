@@ -17,6 +17,7 @@ import psycopg
 from notify_pipeline.db.connect import connect
 from notify_pipeline.defs.alerts.resources import AlertSink, AlertThresholds
 from notify_pipeline.defs.metrics.jobs import export_metrics_job
+from notify_pipeline.defs.operations.definitions_admin import ADMIN_JOBS
 from notify_pipeline.defs.queue.jobs import (
     emergency_stop_job,
     resume_job,
@@ -46,6 +47,7 @@ MONITORED_JOBS = [
     export_metrics_job,
     daily_report_job,
     export_summary_job,
+    *ADMIN_JOBS,
 ]
 
 

@@ -36,7 +36,9 @@ class ExportConfig(dg.Config):
 
 
 @dg.op
-def export_daily_summary(context: dg.OpExecutionContext, config: ExportConfig, queue_db: QueueDatabase) -> list[str]:
+def export_daily_summary(
+    context: dg.OpExecutionContext, config: ExportConfig, queue_db: QueueDatabase
+) -> list[str]:
     """Write the daily summary of a date range to CSV and/or Parquet files."""
     try:
         start, end = date.fromisoformat(config.start_date), date.fromisoformat(config.end_date)

@@ -1,0 +1,1 @@
+"""Dagster wiring of the operator procedures in notify_pipeline.operations."""

@@ -1,0 +1,128 @@
+"""Contact jobs: opt out, opt in, set quiet hours / time zone, bulk defaults. Thin ops over
+notify_pipeline.operations.contacts; an operator's mistake fails the run with one readable sentence."""
+
+import dagster as dg
+from pydantic import Field
+
+from notify_pipeline.defs.resources import QueueDatabase
+from notify_pipeline.operations import contacts
+
+
+def _actor(context: dg.OpExecutionContext) -> str:
+    return f"{context.job_name}:{context.run_id[:8]}"
+
+
+class ContactChangeConfig(dg.Config):
+    wa_id: str = Field(description="The contact's number with its country code, e.g. +250788123456.")
+    reason: str = Field(default="operator_request", description="Why: recorded with the change.")
+
+
+@dg.op
+def opt_out_contact(
+    context: dg.OpExecutionContext, config: ContactChangeConfig, queue_db: QueueDatabase
+) -> int:
+    """Opt the contact out and cancel their waiting notifications (audited by the database)."""
+    with queue_db.connection(actor=_actor(context)) as conn:
+        try:
+            cancelled = contacts.opt_out(conn, config.wa_id, config.reason)
+        except contacts.ContactError as exc:
+            raise dg.Failure(description=str(exc)) from exc
+    context.add_output_metadata({"cancelled": cancelled})
+    return cancelled
+
+
+@dg.job(description="Opt a contact out (mark_opted_out) and cancel their waiting notifications.")
+def opt_out_contact_job() -> None:
+    opt_out_contact()
+
+
+@dg.op
+def opt_in_contact(
+    context: dg.OpExecutionContext, config: ContactChangeConfig, queue_db: QueueDatabase
+) -> bool:
+    """Opt the contact back in; what the opt-out cancelled stays cancelled."""
+    with queue_db.connection(actor=_actor(context)) as conn:
+        try:
+            was_out = contacts.opt_in(conn, config.wa_id, config.reason)
+        except contacts.ContactError as exc:
+            raise dg.Failure(description=str(exc)) from exc
+    context.add_output_metadata({"was_opted_out": was_out})
+    return was_out
+
+
+@dg.job(description="Opt a contact back in (mark_opted_in).")
+def opt_in_contact_job() -> None:
+    opt_in_contact()
+
+
+class SetPreferencesConfig(dg.Config):
+    wa_id: str = Field(description="The contact's number with its country code.")
+    quiet_hours_start: str | None = Field(default=None, description="HH:MM; with quiet_hours_end or neither.")
+    quiet_hours_end: str | None = Field(default=None, description="HH:MM; with quiet_hours_start or neither.")
+    timezone: str | None = Field(default=None, description="IANA zone (Africa/Kigali), not CEST or UTC+2.")
+
+
+@dg.op
+def set_contact_preferences(
+    context: dg.OpExecutionContext, config: SetPreferencesConfig, queue_db: QueueDatabase
+) -> dict:
+    """Set an existing contact's quiet hours and/or time zone, validated before any write."""
+    try:
+        window = contacts.quiet_hours(config.quiet_hours_start, config.quiet_hours_end)
+        with queue_db.connection(actor=_actor(context)) as conn:
+            prefs = contacts.set_preferences(
+                conn, config.wa_id, _actor(context), window=window, timezone=config.timezone
+            )
+    except contacts.ContactError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    summary = {"quiet_hours": contacts.window_text(prefs), "timezone": prefs.timezone}
+    context.add_output_metadata(summary)
+    return summary
+
+
+@dg.job(description="Set a contact's quiet hours (HH:MM start and end) and/or IANA time zone.")
+def set_contact_preferences_job() -> None:
+    set_contact_preferences()
+
+
+class BulkDefaultsConfig(dg.Config):
+    quiet_hours_start: str = Field(default="22:00", description="Default window start (HH:MM).")
+    quiet_hours_end: str = Field(default="07:00", description="Default window end (HH:MM).")
+    timezone: str = Field(default=contacts.DEFAULT_TIMEZONE, description="IANA zone for the new rows.")
+    batch_size: int = Field(default=1000, ge=1, le=50_000, description="Contacts written per transaction.")
+    dry_run: bool = Field(default=True, description="Count only. Set false to write the preferences.")
+
+
+@dg.op
+def apply_quiet_hours_defaults(
+    context: dg.OpExecutionContext, config: BulkDefaultsConfig, queue_db: QueueDatabase
+) -> int:
+    """Give every recipient without preferences the default window and zone (a count when dry_run)."""
+    try:
+        window = contacts.quiet_hours(config.quiet_hours_start, config.quiet_hours_end)
+        assert window is not None
+        with queue_db.connection(actor=_actor(context)) as conn:
+            report = contacts.bulk_defaults(
+                conn,
+                _actor(context),
+                window=window,
+                timezone=config.timezone,
+                dry_run=config.dry_run,
+                batch_size=config.batch_size,
+            )
+    except contacts.ContactError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    context.add_output_metadata(
+        {
+            "without_preferences": report.missing,
+            "created": report.created,
+            "batches": report.batches,
+            "dry_run": report.dry_run,
+        }
+    )
+    return report.missing if report.dry_run else report.created
+
+
+@dg.job(description="Default quiet hours for every contact without preferences; dry_run: true counts first.")
+def bulk_quiet_hours_defaults_job() -> None:
+    apply_quiet_hours_defaults()

@@ -1,0 +1,140 @@
+"""What every diagnostic report shares: the typed result, input checks, masking and the renderers
+(plain-text tables for the CLI, Markdown for Dagster metadata)."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+MAX_HOURS = 24 * 366
+MAX_LIMIT = 1000
+# The look-back window on created_at, for queries that take %(hours)s.
+SINCE = "created_at > now() - %(hours)s::float8 * interval '1 hour'"
+
+# What looks like a phone number inside free text: '+' and 7-15 digits, or 9-15 bare digits (so
+# Meta's error codes, at most 7 digits, stay readable). SQL_NUMBER is the same in PostgreSQL's syntax.
+_NUMBER = re.compile(r"\+\d{7,15}\b|\b\d{9,15}\b")
+SQL_NUMBER = r"\+[0-9]{7,15}\M|\m[0-9]{9,15}\M"
+
+
+class DiagnosticsError(ValueError):
+    """Input an operator can fix: an unknown template or correlation id, a bad window or limit."""
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of a report; every row has the keys in `columns`."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Report:
+    name: str
+    title: str
+    tables: tuple[Table, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The main (first) table's rows."""
+        return self.tables[0].rows
+
+
+def check_hours(hours: float) -> float:
+    if isinstance(hours, bool) or not isinstance(hours, int | float) or math.isnan(hours):
+        raise DiagnosticsError(f"window {hours!r} is not a number of hours")
+    if not 0 < hours <= MAX_HOURS:
+        raise DiagnosticsError(
+            f"window of {hours:g} hours: give more than 0 and at most {MAX_HOURS} (a year)"
+        )
+    return float(hours)
+
+
+def check_limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise DiagnosticsError(f"limit {limit!r}: give a whole number from 1 to {MAX_LIMIT}")
+    return limit
+
+
+def fetch(conn: psycopg.Connection, query: str, params: Any = None) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query, params).fetchall()
+
+
+def mask_number(wa_id: str) -> str:
+    """The same mask as the SQL function notify_mask_wa_id."""
+    if len(wa_id) <= 6:
+        return "***"
+    return wa_id[:4] + "*" * (len(wa_id) - 6) + wa_id[-2:]
+
+
+def mask_text(text: str | None) -> str | None:
+    """Free text (error messages) with every phone-number-like run masked."""
+    return None if text is None else _NUMBER.sub(lambda m: mask_number(m.group(0)), text)
+
+
+def _cell(value: Any, width: int | None) -> str:
+    if value is None:
+        text = ""
+    elif isinstance(value, bool):
+        text = "yes" if value else "no"
+    elif isinstance(value, datetime):
+        text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    elif isinstance(value, float):
+        text = f"{value:.1f}"
+    else:
+        text = " ".join(str(value).split())
+    return text if width is None or len(text) <= width else text[: width - 1] + "…"
+
+
+def _text_table(table: Table, width: int) -> str:
+    last = len(table.columns) - 1
+    cells = [list(table.columns)] + [
+        [_cell(r.get(c), None if i == last else width) for i, c in enumerate(table.columns)]
+        for r in table.rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(table.columns))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def render(report: Report, width: int = 60) -> str:
+    """The report as plain-text tables for the CLI: cells cut at `width` characters, except in the
+    last column (where reports put what must be read in full, such as the fix)."""
+    parts = [report.title, "=" * len(report.title)]
+    for table in report.tables:
+        if table.title:
+            parts += ["", table.title]
+        parts.append(_text_table(table, width) if table.rows else "  (none)")
+    parts += [""] * bool(report.notes) + [f"- {note}" for note in report.notes]
+    return "\n".join(parts)
+
+
+def render_markdown(report: Report) -> str:
+    """The report as Markdown (dg.MetadataValue.md), cells in full."""
+
+    def cell(value: Any) -> str:
+        return _cell(value, None).replace("|", "\\|")
+
+    parts = [f"### {report.title}"]
+    for table in report.tables:
+        if table.title:
+            parts.append(f"**{table.title}**")
+        if not table.rows:
+            parts.append("_none_")
+            continue
+        lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+        lines += ["| " + " | ".join(cell(r.get(c)) for c in table.columns) + " |" for r in table.rows]
+        parts.append("\n".join(lines))
+    parts += [f"- {cell(note)}" for note in report.notes]
+    return "\n\n".join(parts)
