@@ -21,7 +21,9 @@ class Thresholds:
     failure_rate_min_volume: int = 20  # fewer finished rows than this: no verdict
     worker_silence_s: float = 300.0  # no NOTIFY_WORKER_START for this long while enabled
     opt_outs_per_hour: int = 50
-    throttled_per_minute: int = 10  # Meta's throttling codes (errors.throttling_codes()); our pair_limit is shown apart
+    throttled_per_minute: int = (
+        10  # Meta's throttling codes (errors.throttling_codes()); our pair_limit is shown apart
+    )
     summary_failure_rate_warn: float = 0.05  # daily summary asset check: warn above
     summary_failure_rate_error: float = 0.20  # ... error above
     alert_repeat_s: float = 1800.0  # while an alert lasts, remind at most this often
