@@ -62,3 +62,19 @@ def statuses(conn: psycopg.Connection) -> dict[str, int]:
 def row(conn: psycopg.Connection, notification_id: int) -> dict[str, Any]:
     cur = conn.execute("SELECT * FROM notifications WHERE id = %s", (notification_id,))
     return dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))
+
+
+def dagster_resources(db_url: str, emulator, token: str | None = None, waba_id: str = "") -> dict:
+    """The queue_db and whatsapp resources of the code location, pointed at the test database and emulator."""
+    from notify_pipeline.defs.resources import QueueDatabase, WhatsAppCloudApi
+
+    return {
+        "queue_db": QueueDatabase(url=db_url),
+        "whatsapp": WhatsAppCloudApi(
+            base_url=emulator.base_url,
+            api_version="v23.0",
+            phone_number_id=emulator.phone_number_id,
+            access_token=token or emulator.token,
+            waba_id=waba_id,
+        ),
+    }

@@ -109,7 +109,11 @@ def test_deferred_rows_grouped_by_reason_with_a_sample(db) -> None:
     insert(db, "+250788000304", status="queued", code="131000", next_attempt_at=now + timedelta(minutes=1))
     insert(db, "+250788000305", status="queued", next_attempt_at=now + timedelta(days=1))  # scheduled
     insert(
-        db, "+250788000306", status="queued", code="quiet_hours", next_attempt_at=datetime.now(UTC) - timedelta(minutes=1)
+        db,
+        "+250788000306",
+        status="queued",
+        code="quiet_hours",
+        next_attempt_at=datetime.now(UTC) - timedelta(minutes=1),
     )
     insert(db, "+250788000307")  # sent
 

@@ -10,23 +10,20 @@ import yaml
 
 from notify_pipeline.defs.queue import jobs, schedules, sensors, test_notification
 from notify_pipeline.defs.queue.jobs import SENDER_TAG, RetryFailedConfig, SendConfig, StopConfig
-from notify_pipeline.defs.resources import QueueDatabase, WhatsAppCloudApi
+from notify_pipeline.defs.resources import QueueDatabase
 from notify_pipeline.engine import operations
-from notify_pipeline_tests.engine_support import enqueue_many, load_demo_templates, statuses
+from notify_pipeline_tests.engine_support import (
+    dagster_resources,
+    enqueue_many,
+    load_demo_templates,
+    statuses,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def resources(db_url: str, emulator, token: str | None = None) -> dict:
-    return {
-        "queue_db": QueueDatabase(url=db_url),
-        "whatsapp": WhatsAppCloudApi(
-            base_url=emulator.base_url,
-            api_version="v23.0",
-            phone_number_id=emulator.phone_number_id,
-            access_token=token or emulator.token,
-        ),
-    }
+    return dagster_resources(db_url, emulator, token)
 
 
 def all_event_text(result: dg.ExecuteInProcessResult) -> str:

@@ -9,11 +9,10 @@ import dagster as dg
 import pytest
 
 from notify_pipeline.defs.operations import templates as template_jobs
-from notify_pipeline.defs.resources import QueueDatabase, WhatsAppCloudApi
 from notify_pipeline.engine.templates_store import upsert_templates
 from notify_pipeline.operations import templates
 from notify_pipeline.operations.templates import TemplateError
-from notify_pipeline_tests.engine_support import enqueue, load_demo_templates
+from notify_pipeline_tests.engine_support import dagster_resources, enqueue, load_demo_templates
 from notify_pipeline_tests.test_cli import cli
 
 WABA_ID = "102290129340398"  # the emulator's business account
@@ -164,16 +163,7 @@ def test_sync_job_runs_against_the_emulator_and_needs_a_waba_id(
     db, db_url, changed_at_meta, emulator
 ) -> None:
     def resources(waba_id: str) -> dict:
-        return {
-            "queue_db": QueueDatabase(url=db_url),
-            "whatsapp": WhatsAppCloudApi(
-                base_url=emulator.base_url,
-                api_version="v23.0",
-                phone_number_id=emulator.phone_number_id,
-                access_token=emulator.token,
-                waba_id=waba_id,
-            ),
-        }
+        return dagster_resources(db_url, emulator, waba_id=waba_id)
 
     config = dg.RunConfig(ops={"sync_whatsapp_templates": template_jobs.SyncTemplatesConfig(dry_run=False)})
     result = template_jobs.sync_templates_job.execute_in_process(

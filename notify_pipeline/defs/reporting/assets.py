@@ -26,6 +26,16 @@ notifications_table = dg.AssetSpec(
 )
 
 
+# What every report asset shares: local-day partitions, range backfills in one run, lineage.
+REPORT_ASSET = {
+    "partitions_def": daily_report_partitions,
+    "backfill_policy": dg.BackfillPolicy.single_run(),
+    "deps": [notifications_table],
+    "group_name": "reporting",
+    "kinds": {"pandas", "postgres"},
+}
+
+
 def report_days(context: dg.AssetExecutionContext) -> list[date]:
     """The local days of this run: one partition, or a backfill's whole range."""
     window = context.partition_time_window
@@ -82,11 +92,7 @@ def failure_rate_check(frame: pd.DataFrame, config: SummaryConfig) -> dg.AssetCh
 
 
 @dg.asset(
-    partitions_def=daily_report_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[notifications_table],
-    group_name="reporting",
-    kinds={"pandas", "postgres"},
+    **REPORT_ASSET,
     check_specs=[
         dg.AssetCheckSpec(
             FAILURE_RATE_CHECK,
@@ -125,13 +131,7 @@ def daily_domain_summary(
     )
 
 
-@dg.asset(
-    partitions_def=daily_report_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[notifications_table],
-    group_name="reporting",
-    kinds={"pandas", "postgres"},
-)
+@dg.asset(**REPORT_ASSET)
 def daily_error_code_breakdown(
     context: dg.AssetExecutionContext, queue_db: QueueDatabase
 ) -> dg.MaterializeResult:
@@ -152,13 +152,7 @@ def daily_error_code_breakdown(
     )
 
 
-@dg.asset(
-    partitions_def=daily_report_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[notifications_table],
-    group_name="reporting",
-    kinds={"pandas", "postgres"},
-)
+@dg.asset(**REPORT_ASSET)
 def hourly_send_profile(context: dg.AssetExecutionContext, queue_db: QueueDatabase) -> dg.MaterializeResult:
     """Messages sent per local hour and domain: when the queue actually delivers."""
     days = report_days(context)
