@@ -173,14 +173,18 @@ def emulator(
         raise OperatorError(str(exc)) from exc
 
 
-def _register_queue_commands() -> None:
-    from notify_pipeline.cli_queue import COMMANDS
+def _register_commands() -> None:
+    """The other command modules register here (imported late: they import OperatorError from us)."""
+    from notify_pipeline.cli_admin import COMMANDS as ADMIN_COMMANDS
+    from notify_pipeline.cli_bench import bench
+    from notify_pipeline.cli_diagnostics import diagnose
+    from notify_pipeline.cli_queue import COMMANDS as QUEUE_COMMANDS
 
-    for command in COMMANDS:
+    for command in [*QUEUE_COMMANDS, *ADMIN_COMMANDS, diagnose, bench]:
         main.add_command(command)
 
 
-_register_queue_commands()
+_register_commands()
 
 if __name__ == "__main__":
     main()

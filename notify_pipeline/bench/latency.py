@@ -1,0 +1,98 @@
+"""Measurement 3: enqueue to accepted at a steady load while a send run is active.
+
+A producer enqueues one notification at a time at the configured rate (an application calling
+queueNotification) while drains run back to back with the same pacing as production (80/s, the
+emulator enforcing it too). A drain() ends once it finds nothing due and nothing in flight, so
+"a send run is active" is modelled by starting the next one at once, on the same HTTP client; the
+count of drains is reported. Latency is the emulator's receive time minus the row's created_at
+(at an outside endpoint: sent_at minus created_at, which includes the batched write-back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from notify_pipeline.bench import database
+from notify_pipeline.bench.context import BenchContext, throughput_refusals
+from notify_pipeline.bench.stats import rate_between, summary_ms
+from notify_pipeline.bench.workload import add_contacts, produce_steady
+from notify_pipeline.db.connect import connect_async
+from notify_pipeline.engine.drain import DrainConfig, drain
+from notify_pipeline.whatsapp.client import ClientSettings, CloudApiClient
+
+STOPS_THAT_END_THE_RUN = ("paused", "disabled", "auth_error")
+
+
+async def _run(
+    ctx: BenchContext, client: ClientSettings, config: DrainConfig, count: int, rate: float
+) -> tuple[list[int], int, list[str]]:
+    notifications = ctx.workload.take(count)
+    add_contacts(ctx.conn, notifications)  # before the clock starts, as a signed-up user would have
+    producer_conn = await connect_async(ctx.url, actor="bench-producer")
+    drains, stops = 0, list[str]()
+    try:
+        async with CloudApiClient(client) as api:
+            producer = asyncio.create_task(produce_steady(producer_conn, notifications, rate))
+            while True:
+                finished = producer.done()
+                report = await drain(ctx.url, api, config)
+                drains += 1
+                if report.stopped_by not in stops:
+                    stops.append(report.stopped_by)
+                if report.stopped_by in STOPS_THAT_END_THE_RUN:
+                    producer.cancel()
+                    break
+                if finished and report.stopped_by == "drained":
+                    break
+            ids = await producer
+    finally:
+        await producer_conn.close()
+    return ids, drains, stops
+
+
+def _latencies(ctx: BenchContext, ids: list[int]) -> tuple[list[float], list[float], list[float]]:
+    """(accepted - created, sent_at - created, created times) per notification, in seconds."""
+    rows = ctx.conn.execute(
+        "SELECT id, extract(epoch FROM created_at)::float8, extract(epoch FROM sent_at)::float8 "
+        "FROM notifications WHERE id = ANY(%s)",
+        (ids,),
+    ).fetchall()
+    created = {row_id: at for row_id, at, _ in rows}
+    to_sent = [sent - at for _, at, sent in rows if sent is not None]
+    to_accepted: list[float] = []
+    if ctx.endpoint.control is not None:
+        for message in ctx.endpoint.control.messages():
+            key = message.get("biz_opaque_callback_data")
+            if key is not None and key.isdigit() and int(key) in created:
+                to_accepted.append(message["received_at"] - created[int(key)])
+    return to_accepted, to_sent, list(created.values())
+
+
+def measure(ctx: BenchContext) -> dict[str, Any]:
+    options = ctx.options
+    rate = options.rate_per_s
+    count = max(1, round(rate * options.steady_seconds))
+    ctx.reset_emulator(limits_enabled=True, throughput_per_s=rate, latency_ms=0.0)
+    database.clear_queue(ctx.conn)
+    config = ctx.drain_config(throughput_per_s=rate, pair_limit=True)
+    client = ctx.endpoint.for_concurrency(options.concurrency)
+    ids, drains, stops = asyncio.run(_run(ctx, client, config, count, rate))
+    to_accepted, to_sent, created = _latencies(ctx, ids)
+    produced = rate_between(created)
+    emulator = ctx.emulator_counts()
+    return {
+        "load_per_s": rate,
+        "seconds": options.steady_seconds,
+        "enqueued": len(ids),
+        "enqueue_rate_per_s": round(produced, 2) if produced else None,
+        "drains": drains,
+        "drain_stops": stops,
+        "enqueue_to_accepted": summary_ms(to_accepted)
+        if ctx.endpoint.control is not None
+        else {"skipped": "no emulator control API at --base-url"},
+        "enqueue_to_sent_at": summary_ms(to_sent),
+        "refused_130429": throughput_refusals(emulator),
+        "queue_after": ctx.statuses(),
+        "emulator": emulator,
+    }

@@ -1,0 +1,95 @@
+"""One bench run: a scratch database, the emulator (or a given endpoint), the four measurements."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from notify_pipeline.bench import ceiling, database, latency, pinning, rate_limit, send_path, targets
+from notify_pipeline.bench.context import BenchContext
+from notify_pipeline.bench.endpoint import Endpoint, open_endpoint
+from notify_pipeline.bench.options import BenchOptions
+from notify_pipeline.bench.workload import Workload
+from notify_pipeline.db import urls
+from notify_pipeline.whatsapp.client import ClientSettings
+
+
+def _settings(options: BenchOptions) -> dict[str, Any]:
+    return {
+        "batch_size": options.batch_size,
+        "concurrency": options.concurrency,
+        "messages": options.messages,
+        "latencies_ms": list(options.latencies_ms),
+        "rate_per_s": options.rate_per_s,
+        "rate_messages": options.rate_messages,
+        "steady_seconds": options.steady_seconds,
+        "ceiling_rows": options.ceiling_rows,
+        "sections": list(options.sections),
+    }
+
+
+def _sends(options: BenchOptions) -> bool:
+    return any(options.runs(section) for section in ("send_path", "rate_limit", "latency"))
+
+
+@contextmanager
+def _no_endpoint() -> Iterator[Endpoint]:
+    yield Endpoint(ClientSettings(), None, "none (no send measurement selected)")
+
+
+def run_bench(
+    options: BenchOptions, server_url: str, progress: Callable[[str], None] = lambda _: None
+) -> dict[str, Any]:
+    """Run the selected measurements on a scratch database beside `server_url`; a JSON-ready dict.
+
+    Start the database server (the embedded one) before calling this: the bench pins its own
+    thread to the sender core, and a server started afterwards would inherit that pin.
+    `progress` hears one line as each measurement starts.
+    """
+    started = time.monotonic()
+    with pinning.on_sender_core(options.pin) as pinned:
+        output: dict[str, Any] = {
+            "benchmark": "notify_pipeline_bench",
+            "machine": {**pinning.describe(pinned), "python": platform.python_version()},
+            "settings": _settings(options),
+        }
+        with database.scratch_database(server_url) as url, database.open_connection(url) as conn:
+            catalog = database.load_demo_templates(conn)
+            output["database"] = {
+                "server": urls.mask(server_url),
+                "scratch_database": urls.database_name(url),
+                "server_version": conn.execute("SHOW server_version").fetchone()[0],  # type: ignore[index]
+            }
+            with open_endpoint(options) if _sends(options) else _no_endpoint() as endpoint:
+                output["endpoint"] = endpoint.description
+                output["transport"] = endpoint.client.transport
+                ctx = BenchContext(url, conn, Workload(catalog), endpoint, options)
+                output.update(_send_measurements(ctx, progress))
+            if options.runs("ceiling"):
+                progress("raw-SQL claim-and-mark ceiling")
+                output["ceiling"] = ceiling.measure(ctx)
+    output["targets"] = targets.check(output)
+    output["bench_seconds"] = round(time.monotonic() - started, 1)
+    return output
+
+
+def _send_measurements(ctx: BenchContext, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Measurements 1 to 3, those that send (each only if selected)."""
+    options, results = ctx.options, {}
+    if options.runs("send_path"):
+        # Without the emulator's control API the latency cannot be set: one cell, as the endpoint answers.
+        latencies = options.latencies_ms if ctx.endpoint.control is not None else (None,)
+        results["send_path"] = []
+        for ms in latencies:
+            progress(f"send path, limits off, {'endpoint' if ms is None else f'{ms:g} ms'} latency")
+            results["send_path"].append(send_path.measure(ctx, ms))
+    if options.runs("rate_limit"):
+        progress(f"rate limit {options.rate_per_s:g}/s")
+        results["rate_limit"] = rate_limit.measure(ctx)
+    if options.runs("latency"):
+        progress(f"enqueue-to-accepted latency at {options.rate_per_s:g}/s")
+        results["latency"] = latency.measure(ctx)
+    return results

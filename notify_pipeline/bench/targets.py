@@ -1,0 +1,49 @@
+"""The spec's targets (SPEC.md section 6), checked against a run's results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MIN_MESSAGES_PER_S_AT_0MS = 3000.0
+MIN_SHARE_OF_BOUND = 0.95
+MAX_RATE_DEVIATION_PCT = 5.0
+MAX_P99_MS = 5000.0
+
+
+def _check(value: float | None, target: str, met: bool | None) -> dict[str, Any]:
+    return {"value": value, "target": target, "met": met}
+
+
+def check(results: dict[str, Any]) -> dict[str, Any]:
+    """One entry per target that this run measured: the value, the target, and whether it was met."""
+    checks: dict[str, Any] = {}
+    for cell in results.get("send_path", []):
+        if cell.get("latency_ms") == 0:
+            value = cell["messages_per_s"]
+            checks["throughput_0ms"] = _check(
+                value, f">= {MIN_MESSAGES_PER_S_AT_0MS:.0f} msg/s", value >= MIN_MESSAGES_PER_S_AT_0MS
+            )
+        elif cell.get("share_of_bound") is not None:
+            value = cell["share_of_bound"]
+            checks[f"share_of_bound_{cell['latency_ms']:g}ms"] = _check(
+                value, f">= {MIN_SHARE_OF_BOUND:.2f} of concurrency / latency", value >= MIN_SHARE_OF_BOUND
+            )
+    rate = results.get("rate_limit")
+    if rate:
+        deviation = rate["deviation_pct"]
+        refused = rate["refused_130429"]
+        within = deviation is not None and abs(deviation) <= MAX_RATE_DEVIATION_PCT
+        checks["rate_limit_held"] = _check(
+            deviation,
+            f"within {MAX_RATE_DEVIATION_PCT:g} % of {rate['limit_per_s']:g}/s and no 130429",
+            within and refused == 0 if refused is not None else None,
+        )
+    latency = results.get("latency")
+    if latency:
+        p99 = latency["enqueue_to_accepted"].get("p99_ms")
+        if p99 is None:
+            p99 = latency["enqueue_to_sent_at"].get("p99_ms")
+        checks["latency_p99"] = _check(
+            p99, f"< {MAX_P99_MS:.0f} ms", p99 < MAX_P99_MS if p99 is not None else None
+        )
+    return checks

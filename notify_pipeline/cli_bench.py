@@ -1,0 +1,116 @@
+"""`notify-pipeline bench`: the benchmark of SPEC section 6, printed as JSON."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import psycopg
+from click.core import ParameterSource
+
+from notify_pipeline.cli import OperatorError, _queue_url
+
+
+@click.command("bench")
+@click.option(
+    "--quick", is_flag=True, help="Every measurement in miniature (about 10 s): a first look, or a test."
+)
+@click.option(
+    "--messages", type=int, default=10_000, show_default=True, help="Notifications per send-path measurement."
+)
+@click.option(
+    "--latency-ms",
+    "latencies_ms",
+    type=float,
+    multiple=True,
+    default=(0.0, 50.0),
+    show_default=True,
+    help="Emulator latency of a send-path measurement; repeat for several.",
+)
+@click.option("--batch-size", type=int, default=500, show_default=True, help="Rows the drain claims at once.")
+@click.option(
+    "--concurrency", type=int, default=128, show_default=True, help="Requests the drain keeps in flight."
+)
+@click.option(
+    "--rate",
+    "rate_per_s",
+    type=float,
+    default=80.0,
+    show_default=True,
+    help="Limit (msg/s) for the rate-limit and latency measurements.",
+)
+@click.option(
+    "--rate-messages", type=int, default=800, show_default=True, help="Messages sent under the rate limit."
+)
+@click.option(
+    "--steady-seconds",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="How long the producer enqueues at --rate.",
+)
+@click.option(
+    "--ceiling-rows",
+    type=int,
+    default=20_000,
+    show_default=True,
+    help="Rows of the raw-SQL claim-and-mark loop.",
+)
+@click.option(
+    "--only",
+    "sections",
+    type=click.Choice(["send_path", "rate_limit", "latency", "ceiling"]),
+    multiple=True,
+    help="Run only these measurements (repeat). Default: all four.",
+)
+@click.option("--base-url", help="Send to this Meta-compatible endpoint instead of starting the emulator.")
+@click.option(
+    "--token", envvar="WHATSAPP_ACCESS_TOKEN", show_envvar=True, help="Bearer token for --base-url."
+)
+@click.option(
+    "--phone-number-id",
+    envvar="WHATSAPP_PHONE_NUMBER_ID",
+    show_envvar=True,
+    help="Sender phone number id in request paths. Default: the emulator's test number.",
+)
+@click.option("--no-pin", is_flag=True, help="Do not pin the emulator and the sender to separate cores.")
+def bench(quick: bool, base_url: str | None, token: str | None, no_pin: bool, **settings: object) -> None:
+    """Measure the send path on this machine and print JSON.
+
+    \b
+    On a scratch database beside the queue's (notify_bench_<pid>, dropped at the end), against the
+    emulator in its own process (pinned to one core, this process to another):
+      1. send_path   full send path, limits off, at each --latency-ms: messages/s, and at a
+                     latency above 0 the share of the bound concurrency / latency
+      2. rate_limit  emulator limits on, drain paced at --rate: achieved rate, 130429 refusals
+      3. latency     a producer enqueues at --rate while drains run: enqueue-to-accepted p50/p99
+      4. ceiling     a raw-SQL claim-and-mark loop, no HTTP: rows/s the database allows
+    Each of the spec's targets is checked under "targets". The full run takes 1-2 minutes.
+
+    With --base-url the send measurements go to that endpoint, real messages included: what
+    needs the emulator's control API (setting latency, duplicates, 130429 counts, receive
+    times) is reported as skipped.
+    """
+    from notify_pipeline.bench import BenchOptions, run_bench
+    from notify_pipeline.db.migrate import MigrationError
+
+    # Settings given on the command line win over the preset (--quick or the full run).
+    source = click.get_current_context().get_parameter_source
+    given = {name: value for name, value in settings.items() if source(name) is not ParameterSource.DEFAULT}
+    try:
+        options = BenchOptions.preset(
+            quick=quick, base_url=base_url, token=token or "", pin=not no_pin, **given
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    # Before the bench pins itself to one core: an embedded server started later would inherit that.
+    server_url = _queue_url()
+    try:
+        result = run_bench(options, server_url, progress=lambda line: click.echo(f"bench: {line}", err=True))
+    except MigrationError as exc:
+        raise OperatorError(str(exc)) from exc
+    except (psycopg.OperationalError, psycopg.errors.InsufficientPrivilege) as exc:
+        raise OperatorError(f"bench database: {str(exc).strip().splitlines()[0]}") from exc
+    except RuntimeError as exc:  # the emulator did not start
+        raise OperatorError(str(exc)) from exc
+    click.echo(json.dumps(result, indent=2))
