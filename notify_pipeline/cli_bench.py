@@ -8,8 +8,6 @@ import click
 import psycopg
 from click.core import ParameterSource
 
-from notify_pipeline.cli import OperatorError, _queue_url
-
 
 @click.command("bench")
 @click.option(
@@ -92,6 +90,7 @@ def bench(quick: bool, base_url: str | None, token: str | None, no_pin: bool, **
     times) is reported as skipped.
     """
     from notify_pipeline.bench import BenchOptions, run_bench
+    from notify_pipeline.cli import OperatorError, _queue_url
     from notify_pipeline.db.migrate import MigrationError
 
     # Settings given on the command line win over the preset (--quick or the full run).
