@@ -30,7 +30,7 @@ def welcome(to: str = "+250788000001", notification_id: int = 1) -> dict:
     return send_request(notification_id, template_message(to, "welcome_message", "en", body=["Aline"]))
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx", "aiohttp-native"])
 def test_template_send_succeeds_with_either_transport(emulator, transport: str) -> None:
     result = send(settings_for(emulator, transport=transport), welcome(notification_id=41))
     assert result.ok
@@ -123,9 +123,10 @@ def test_pair_limit_answers_131056_after_the_burst(emulator) -> None:
     assert codes.count(131056) == 3
 
 
-def test_timeouts_and_refused_connections_are_transient(emulator) -> None:
+@pytest.mark.parametrize("transport", ["aiohttp", "aiohttp-native"])
+def test_timeouts_and_refused_connections_are_transient(emulator, transport: str) -> None:
     emulator.add_fault(mode="timeout", hold_s=5)
-    result = send(settings_for(emulator, read_timeout_s=0.3), welcome())
+    result = send(settings_for(emulator, read_timeout_s=0.3, transport=transport), welcome())
     assert (result.error.kind, result.error.error_class) == ("timeout", ErrorClass.TRANSIENT)
     refused = send(
         ClientSettings(
@@ -133,6 +134,7 @@ def test_timeouts_and_refused_connections_are_transient(emulator) -> None:
             phone_number_id="1",
             access_token="t",
             connect_timeout_s=1,
+            transport=transport,
         ),
         welcome(),
     )
