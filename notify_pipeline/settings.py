@@ -29,7 +29,7 @@ ENVIRONMENT: dict[str, str] = {
     "WHATSAPP_WABA_ID": "WhatsApp Business Account id, for listing message templates.",
     "WHATSAPP_APP_SECRET": "App secret that signs webhooks (X-Hub-Signature-256); the emulator signs with it (secret).",
     "NOTIFICATION_WORKER_CRON_ENABLED": "false stops the sensor and any running send within a batch (kill switch).",
-    "WHATSAPP_HTTP_TRANSPORT": "aiohttp (default) or httpx: the HTTP transport under the Cloud API client.",
+    "WHATSAPP_HTTP_TRANSPORT": "aiohttp (default), httpx or aiohttp-native: the HTTP transport under the Cloud API client.",
     "NOTIFY_ALERT_WEBHOOK_URL": "Slack-compatible incoming webhook for alerts (secret). Unset: alerts are recorded only.",
     "NOTIFY_METRICS_TEXTFILE": "Prometheus textfile the metrics export writes. Default: <NOTIFY_DATA_DIR>/metrics/notify_pipeline.prom.",
     "NOTIFY_PUSHGATEWAY_URL": "Prometheus Pushgateway the metrics export also pushes to (http://host:9091). Unset: no push.",
