@@ -104,7 +104,8 @@ def enqueue_command(
 def send_command(max_seconds, batch_size, concurrency, throughput_per_s) -> None:
     """Drain the queue once: claim and send until nothing is due or the time budget ends."""
     from notify_pipeline.cli import OperatorError, _queue_url
-    from notify_pipeline.engine.drain import DrainConfig, run_drain
+    from notify_pipeline.engine.drain import run_drain
+    from notify_pipeline.engine.drain_config import DrainConfig
 
     client = settings.whatsapp_client_settings()
     if not client.access_token or not client.phone_number_id:

@@ -8,8 +8,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from notify_pipeline.demo import load_template_catalog
-from notify_pipeline.engine.drain import DrainConfig, DrainReport
 from notify_pipeline.engine.drain import run_drain as drain_sync
+from notify_pipeline.engine.drain_config import DrainConfig, DrainReport
 from notify_pipeline.engine.policy import PolicyConfig
 from notify_pipeline.engine.templates_store import upsert_templates
 from notify_pipeline.whatsapp.client import ClientSettings

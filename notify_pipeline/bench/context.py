@@ -11,7 +11,7 @@ from notify_pipeline.bench import database
 from notify_pipeline.bench.endpoint import Endpoint
 from notify_pipeline.bench.options import BenchOptions
 from notify_pipeline.bench.workload import Workload, enqueue_all
-from notify_pipeline.engine.drain import DrainConfig
+from notify_pipeline.engine.drain_config import DrainConfig
 from notify_pipeline.engine.policy import PolicyConfig
 
 # No default quiet hours for contacts without preferences (every bench recipient has some anyway).

@@ -18,7 +18,8 @@ from notify_pipeline.bench.context import BenchContext, throughput_refusals
 from notify_pipeline.bench.stats import rate_between, summary_ms
 from notify_pipeline.bench.workload import add_contacts, produce_steady
 from notify_pipeline.db.connect import connect_async
-from notify_pipeline.engine.drain import DrainConfig, drain
+from notify_pipeline.engine.drain import drain
+from notify_pipeline.engine.drain_config import DrainConfig
 from notify_pipeline.whatsapp.client import ClientSettings, CloudApiClient
 
 STOPS_THAT_END_THE_RUN = ("paused", "disabled", "auth_error")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from notify_pipeline.engine.drain import worker_enabled
+from notify_pipeline.engine.drain_config import worker_enabled
 from notify_pipeline.engine.operations import paused
 
 

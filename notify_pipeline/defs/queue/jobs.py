@@ -8,7 +8,8 @@ from pydantic import Field
 from notify_pipeline import settings
 from notify_pipeline.defs.resources import QueueDatabase, WhatsAppCloudApi
 from notify_pipeline.engine import operations
-from notify_pipeline.engine.drain import DrainConfig, run_drain
+from notify_pipeline.engine.drain import run_drain
+from notify_pipeline.engine.drain_config import DrainConfig
 
 # Run tag that dagster.yaml limits to one run per value: one send run per sender phone number.
 SENDER_TAG = "notify/sender"

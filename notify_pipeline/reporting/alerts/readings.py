@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from notify_pipeline.engine.drain import DrainConfig, worker_enabled
+from notify_pipeline.engine.drain_config import DrainConfig, worker_enabled
 from notify_pipeline.engine.operations import EMERGENCY_STOP_CODE, paused
 from notify_pipeline.whatsapp.errors import throttling_codes
 
