@@ -15,7 +15,12 @@ from typing import Any, Literal
 from notify_pipeline.engine.quiet_hours import quiet_until
 from notify_pipeline.engine.store import Contact
 from notify_pipeline.whatsapp.messages import send_request
-from notify_pipeline.whatsapp.templates import TemplateDefinitionError, parameter_problems
+from notify_pipeline.whatsapp.templates import (
+    TemplateDefinitionError,
+    TemplateSpec,
+    parse_spec,
+    send_problems,
+)
 
 Action = Literal["send", "defer", "fail"]
 # Template statuses that may come back (Meta reinstates paused templates): hold rows, do not fail.
@@ -61,6 +66,26 @@ def template_definition(template: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_SPEC = "_parsed_spec"  # memo key in a template row: parsed once per row object, not per send
+
+
+def _spec(template: Mapping[str, Any]) -> TemplateSpec | None:
+    """The template's parsed definition, or None when it cannot be read.
+
+    A drain decides thousands of rows against the same few templates: parse each template row
+    once (the drain reloads the rows, and so the memo, every 30 s).
+    """
+    if _SPEC not in template:
+        try:
+            spec: TemplateSpec | None = parse_spec(template_definition(template))
+        except TemplateDefinitionError:
+            spec = None
+        if isinstance(template, dict):
+            template[_SPEC] = spec
+        return spec
+    return template[_SPEC]
+
+
 def _check_template(
     row: Mapping[str, Any],
     templates: Mapping[tuple[str, str], Mapping[str, Any]],
@@ -94,15 +119,13 @@ def _check_template(
             "template_not_approved",
             f"Template {name} ({language}) is {status}, not APPROVED: Meta would refuse it (132001)",
         )
-    try:
-        problems = parameter_problems(
-            template_definition(template), row["payload"].get("template", {}).get("components", [])
-        )
-    except TemplateDefinitionError:
+    spec = _spec(template)
+    if spec is None:
         # Our copy of the definition cannot be read (a component type we do not model, a
         # hand-edited row). Meta holds the real one: let it judge rather than fail a message
         # that may well be fine.
         return None
+    problems = send_problems(spec, row["payload"].get("template", {}).get("components", []))
     if problems:
         # The reason is the code Meta would have answered, so last_error_code reads the same
         # whether the engine or Meta refused the send.
