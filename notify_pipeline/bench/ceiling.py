@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 from notify_pipeline.bench.context import BenchContext
-from notify_pipeline.engine.store import CLAIM
+from notify_pipeline.engine.claim import CLAIM
 
 MARK_SENT = """
 UPDATE notifications

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from notify_pipeline.db.connect import connect_async
-from notify_pipeline.engine import outcomes, store
+from notify_pipeline.engine import claim, outcomes, store
 from notify_pipeline.engine.drain_config import DrainConfig, DrainReport, worker_enabled
 from notify_pipeline.engine.policy import decide
 from notify_pipeline.ratelimit import Gcra
@@ -127,7 +127,7 @@ class _Drain:
                 # crash leaves few rows locked.
                 await asyncio.sleep(0.005)
                 continue
-            rows = await store.claim(
+            rows = await claim.claim(
                 self.claim_db,
                 worker=self.config.worker_id,
                 limit=self.config.batch_size,

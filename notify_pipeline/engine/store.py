@@ -16,24 +16,6 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-CLAIM = """
-WITH due AS (
-    SELECT id FROM notifications
-     WHERE status = 'queued'
-       AND next_attempt_at <= now()
-       AND (locked_at IS NULL OR locked_at < now() - make_interval(secs => %(lease_s)s))
-     ORDER BY next_attempt_at, id
-     LIMIT %(limit)s
-       FOR UPDATE SKIP LOCKED
-)
-UPDATE notifications n
-   SET locked_at = now(), locked_by = %(worker)s
-  FROM due
- WHERE n.id = due.id
-RETURNING n.id, n.to_wa_id, n.template_name, n.language, n.domain, n.notification_type, n.payload,
-          n.retry_count, n.deferral_count, n.quiet_hours_override, n.created_at
-"""
-
 WRITE_RESULTS = """
 UPDATE notifications n
    SET status = r.status,
@@ -73,6 +55,8 @@ class Outcome:
     error_message: str | None = None
     error_code: str | None = None
     wa_message_id: str | None = None
+    # 132015/132016: Meta says the template is paused or disabled; mark it held in whatsapp_templates.
+    template_hold: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,7 +68,7 @@ class Contact:
 
 
 @asynccontextmanager
-async def _single_statement(conn: psycopg.AsyncConnection) -> AsyncIterator[None]:
+async def single_statement(conn: psycopg.AsyncConnection) -> AsyncIterator[None]:
     """Make one statement atomic and committed. On an autocommit connection (the engine's) it
     already is, and an explicit BEGIN and COMMIT would add two round trips to every claim and
     every write-back: under load each costs a full turn of a busy event loop."""
@@ -93,14 +77,6 @@ async def _single_statement(conn: psycopg.AsyncConnection) -> AsyncIterator[None
     else:
         async with conn.transaction():
             yield
-
-
-async def claim(
-    conn: psycopg.AsyncConnection, *, worker: str, limit: int, lease_s: float
-) -> list[dict[str, Any]]:
-    async with _single_statement(conn), conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(CLAIM, {"worker": worker, "limit": limit, "lease_s": lease_s})
-        return await cur.fetchall()
 
 
 async def write_outcomes(conn: psycopg.AsyncConnection, outcomes: Sequence[Outcome], *, worker: str) -> int:
@@ -117,7 +93,7 @@ async def write_outcomes(conn: psycopg.AsyncConnection, outcomes: Sequence[Outco
         "codes": [o.error_code for o in outcomes],
         "wamids": [o.wa_message_id for o in outcomes],
     }
-    async with _single_statement(conn):
+    async with single_statement(conn):
         cur = await conn.execute(WRITE_RESULTS, params)
         return cur.rowcount
 
@@ -126,7 +102,7 @@ async def release(conn: psycopg.AsyncConnection, ids: Sequence[int], *, worker: 
     """Give rows back untouched (no attempt used): a stop, an auth failure, the end of the budget."""
     if not ids:
         return 0
-    async with _single_statement(conn):
+    async with single_statement(conn):
         cur = await conn.execute(RELEASE, {"ids": list(ids), "worker": worker})
         return cur.rowcount
 
@@ -170,7 +146,7 @@ async def paused(conn: psycopg.AsyncConnection) -> tuple[bool, str | None]:
 async def record_event(conn: psycopg.AsyncConnection, event_type: str, details: dict[str, Any]) -> None:
     from psycopg.types.json import Jsonb
 
-    async with _single_statement(conn):
+    async with single_statement(conn):
         await conn.execute(
             "INSERT INTO observability_events (event_type, details) VALUES (%s, %s)",
             (event_type, Jsonb(details)),
