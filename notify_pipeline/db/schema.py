@@ -190,6 +190,37 @@ queue_control = Table(
     Column("changed_by", Text),
 )
 
+# One row per drain: its liveness for the sensor, and whose claimed rows a new drain may take back.
+send_workers = Table(
+    "send_workers",
+    metadata,
+    Column("worker_id", Text, primary_key=True),
+    Column("sender", Text, nullable=False),
+    Column("run_id", Text),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("trigger", Text),
+    Column("started_at", TZ, nullable=False, server_default=text("now()")),
+    Column("heartbeat_at", TZ, nullable=False, server_default=text("now()")),
+    Column("lifetime_ends_at", TZ),
+    Column("ended_at", TZ),
+    Column("stopped_by", Text),
+    Column("report", JSONB),
+)
+Index("send_workers_sender_idx", send_workers.c.sender, send_workers.c.started_at.desc())
+
+# A sender Meta refused (credentials or account): kept apart from the operator's pause.
+sender_holds = Table(
+    "sender_holds",
+    metadata,
+    Column("sender", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("code", Text),
+    Column("reason", Text, nullable=False),
+    Column("since", TZ, nullable=False, server_default=text("now()")),
+    Column("set_by", Text),
+)
+
 daily_domain_summary = Table(
     "daily_domain_summary",
     metadata,
