@@ -68,7 +68,7 @@ def test_quiet_hours_need_both_ends(db: psycopg.Connection) -> None:
         )
 
 
-def test_opt_out_cancels_waiting_rows_but_not_rows_in_flight_or_of_others(db: psycopg.Connection) -> None:
+def test_opt_out_cancels_waiting_and_held_rows_but_not_others(db: psycopg.Connection) -> None:
     waiting = enqueue(db, TEMPLATE_MESSAGE)
     later = enqueue(db, TEMPLATE_MESSAGE, {"delay_seconds": 3600})
     in_flight = enqueue(db, TEMPLATE_MESSAGE)
@@ -79,9 +79,10 @@ def test_opt_out_cancels_waiting_rows_but_not_rows_in_flight_or_of_others(db: ps
 
     cancelled = db.execute("SELECT mark_opted_out('+250788999001', 'user_request')").fetchone()[0]
 
-    assert cancelled == 2
+    # A row a drain holds is cancelled too: the drain re-checks what it holds before each POST.
+    assert cancelled == 3
     statuses = dict(db.execute("SELECT id, status FROM notifications").fetchall())
-    assert statuses == {waiting: "failed", later: "failed", in_flight: "queued", other: "queued"}
+    assert statuses == {waiting: "failed", later: "failed", in_flight: "failed", other: "queued"}
     code, message = db.execute(
         "SELECT last_error_code, error_message FROM notifications WHERE id = %s", (waiting,)
     ).fetchone()
@@ -90,14 +91,14 @@ def test_opt_out_cancels_waiting_rows_but_not_rows_in_flight_or_of_others(db: ps
     audit = db.execute(
         "SELECT notification_id, details->>'actor' FROM notification_audit_log WHERE event_type = 'cancelled'"
     ).fetchall()
-    assert sorted(audit) == sorted([(waiting, "test"), (later, "test")])
+    assert sorted(audit) == sorted([(waiting, "test"), (later, "test"), (in_flight, "test")])
     contact = prefs(db, "+250788999001")
     assert contact["opted_out"] is True
     assert contact["opt_out_reason"] == "user_request"
     event = db.execute(
         "SELECT details FROM observability_events WHERE event_type = 'CONTACT_OPTED_OUT'"
     ).fetchone()[0]
-    assert event["cancelled"] == 2
+    assert event["cancelled"] == 3
     assert "999001" not in event["wa_id"], "phone numbers are masked in events"
 
 

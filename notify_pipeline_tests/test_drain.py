@@ -264,7 +264,7 @@ def test_pause_flag_stops_a_running_drain_within_a_batch(queue, db_url, emulator
 
     threading.Thread(target=pause_soon).start()
     report = run_drain(
-        db_url, emulator, batch_size=50, concurrency=4, throughput_per_s=None, poll_pause_s=0.05
+        db_url, emulator, batch_size=50, concurrency=4, throughput_per_s=None, tick_s=0.05
     )
     assert report.stopped_by == "paused"
     counts = statuses(queue)

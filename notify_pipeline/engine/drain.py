@@ -1,18 +1,22 @@
-"""A bounded drain: claim due notifications and send them until none is due or the time budget ends.
+"""A drain: claim due notifications for one sender and send them, bounded or serving.
 
-Three kinds of task share one asyncio loop: the claimer (claims a batch, decides each row, queues
-what may be sent), `concurrency` senders (pace to the sender's throughput limit, POST, interpret
-the answer) and one writer (writes outcomes back in batches). Claims commit before any send, and
-the claimer keeps at most two batches ahead of the senders, so a crash leaves few rows locked and
-every one of them is re-sent at most once after the lease.
+A bounded drain (the CLI's `send`) ends when nothing is due or its time budget ends. A serving
+drain (the Dagster send run) waits for work until its lifetime ends: an enqueue wakes it through
+NOTIFY, a timer wakes it when the earliest deferred row comes due, and a slow poll backs both.
 
-A pause flag in the database, NOTIFICATION_WORKER_CRON_ENABLED=false, or an auth error stops the
-drain within a batch: rows not yet sent are given back untouched, with no attempt used.
+Tasks on one asyncio loop: the claimer (claims, decides, hands rows to the senders, holding at most
+about `ahead_s` of sending), `concurrency` senders (pace, POST, interpret), the writer (results in
+batches, kept through database faults) and the control loop (control.py: pause, holds, re-checks of
+the rows in hand, heartbeat). One drain per sender: the advisory lock in sender_lock.py.
+
+Nothing is POSTed after the drain learns it must stop (pause, hold, kill switch, lost lock, a
+database fault, any task's failure); rows not yet sent are given back untouched.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -20,10 +24,15 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from notify_pipeline import settings
 from notify_pipeline.db.connect import connect_async
-from notify_pipeline.engine import claim, outcomes, store
+from notify_pipeline.engine import claim, holds, journal, outcomes, store, workers
+from notify_pipeline.engine.breaker import TRANSPORT_KINDS, Breaker
+from notify_pipeline.engine.control import control_loop
 from notify_pipeline.engine.drain_config import DrainConfig, DrainReport, worker_enabled
 from notify_pipeline.engine.policy import decide
+from notify_pipeline.engine.sender_lock import SenderControl
+from notify_pipeline.engine.writer import DB_ERRORS, ResultWriter, describe_db_error
 from notify_pipeline.ratelimit import Gcra
 from notify_pipeline.whatsapp.client import ClientSettings, CloudApiClient
 from notify_pipeline.whatsapp.results import SendResult
@@ -40,110 +49,214 @@ class _Drain:
         self, db_url: str, sender: Sender, config: DrainConfig, clock: Callable[[], datetime]
     ) -> None:
         self.db_url, self.sender, self.config, self.now = db_url, sender, config, clock
-        self.report = DrainReport(worker=config.worker_id, trigger=config.trigger)
-        self.stop = asyncio.Event()
-        self.sendable: asyncio.Queue[tuple[dict, Any] | None] = asyncio.Queue(maxsize=config.batch_size * 2)
+        self.worker = config.worker_id
+        self.report = DrainReport(worker=self.worker, trigger=config.trigger)
+        self.stopping = asyncio.Event()  # claim no more; finish what is in hand
+        self.aborted: str | None = None  # POST nothing more
+        self.closing = False
+        self.wake = asyncio.Event()
+        self.capacity = asyncio.Event()
+        self.sendable: asyncio.Queue[tuple[dict, Any] | None] = asyncio.Queue()
         self.results: asyncio.Queue[store.Outcome | None] = asyncio.Queue()
-        self.release_ids: list[int] = []
-        self.in_flight = 0
-        self.throughput = (
-            Gcra(config.throughput_per_s, max(1, int(config.throughput_per_s / 20)))
-            if (config.throughput_per_s)
-            else None
-        )
+        self.holding: dict[int, dict] = {}  # handed to the senders, not yet finished
+        self.revoked: set[int] = set()
+        self.to_release: list[int] = []
+        self.events: list[tuple[str, dict]] = []  # written by the control loop
+        self.templates_to_hold: list[tuple[str, str]] = []
+        self.halted_by_meta: outcomes.Halt | None = None
+        limit = config.throughput_per_s
+        self.throughput = Gcra(limit, max(1, int(limit / 20))) if limit else None
         self.pair = Gcra(config.pair_per_s, config.pair_burst) if config.pair_per_s else None
+        self.breaker = Breaker(config.breaker_after, config.breaker_max_wait_s)
+        self.probing: asyncio.Task | None = None
         self.templates: dict = {}
         self.templates_at = 0.0
+        self.reload_templates = True
         self.rng = random.Random()
+        self.journal_dir = config.journal_dir or journal.journal_dir(settings.data_dir(), config.sender)
+
+    # -- stopping ---------------------------------------------------------------------------------
 
     def halt(self, reason: str) -> None:
-        if not self.stop.is_set():
+        """Claim no more (the end of the budget or lifetime, nothing due)."""
+        if not self.stopping.is_set():
+            self.report.stopped_by = self.report.stopped_by or reason
+            self.stopping.set()
+            self.wake.set()
+            self.capacity.set()
+
+    def abort(self, reason: str, fault: str | None = None) -> None:
+        """Send nothing more: pause, hold, kill switch, or a fault. The first reason wins."""
+        if self.aborted is None:
+            self.aborted = reason
             self.report.stopped_by = reason
-            self.stop.set()
+            self.report.fault = fault
+        self.halt(reason)
+
+    # -- the run ----------------------------------------------------------------------------------
+
+    async def _connect(self):
+        return await connect_async(self.db_url, actor=f"send:{self.worker}")
 
     async def run(self) -> DrainReport:
-        started = time.monotonic()
-        actor = f"send:{self.config.worker_id}"
-        self.claim_db = await connect_async(self.db_url, actor=actor)
-        self.write_db = await connect_async(self.db_url, actor=actor)
-        self.watch_db = await connect_async(self.db_url, actor=actor)
         try:
-            await store.record_event(
-                self.watch_db,
-                "NOTIFY_WORKER_START",
-                {"trigger": self.config.trigger, "worker": self.config.worker_id},
+            control_conn = await self._connect()
+        except DB_ERRORS as exc:
+            self.abort("db_error", f"cannot reach the queue database: {describe_db_error(exc)}")
+            return self.report
+        self.control = SenderControl(control_conn, self.config.sender)
+        self.writer = ResultWriter(
+            self._connect,
+            worker=self.worker,
+            journal_dir=self.journal_dir,
+            retry_s=self.config.db_retry_s,
+            on_fault=lambda text: self.abort("db_error", text),
+        )
+        self.claim_db = None
+        self.started = time.monotonic()
+        try:
+            if not await self.control.acquire(self.config.lock_wait_s):
+                self.report.stopped_by = "sender_busy"
+                self.report.fault = (
+                    f"another drain is sending for sender {self.config.sender}; one drain per sender "
+                    "keeps Meta's throughput limit (wait for it to end, or stop it)"
+                )
+                return self.report
+            self.started = started = time.monotonic()
+            self.claim_db = await self._connect()
+            await self.writer.open()
+            await self.control.listen()
+            await self._replay_journal()
+            self.report.rescued += await workers.rescue(
+                self.claim_db, me=self.worker, silent_after_s=self.config.rescue_after_s
             )
-            senders = [asyncio.create_task(self._send_loop()) for _ in range(self.config.concurrency)]
-            writer = asyncio.create_task(self._write_loop())
-            watcher = asyncio.create_task(self._watch_loop())
-            try:
-                await self._claim_loop(started)
-            finally:
-                for _ in senders:
-                    await self.sendable.put(None)
-                await asyncio.gather(*senders, return_exceptions=True)
-                await self.results.put(None)
-                await writer
-                watcher.cancel()
-                self.report.released += await store.release(
-                    self.write_db, self.release_ids, worker=self.config.worker_id
-                )
-            self.report.duration_s = time.monotonic() - started
-            await store.record_event(self.watch_db, "NOTIFY_WORKER_DONE", self.report.as_dict())
-            if self.report.auth_error:
-                await store.record_event(
-                    self.watch_db,
-                    "NOTIFY_AUTH_FAILURE",
-                    {"worker": self.config.worker_id, "error": self.report.auth_error},
-                )
+            await workers.register(
+                self.claim_db,
+                worker=self.worker,
+                sender=self.config.sender,
+                run_id=self.config.run_id,
+                trigger=self.config.trigger,
+                lifetime_s=self.config.max_seconds,
+            )
+            await store.record_event(
+                self.claim_db,
+                "NOTIFY_WORKER_START",
+                {"trigger": self.config.trigger, "worker": self.worker, "sender": self.config.sender},
+            )
+            await self._supervise(started)
+        except DB_ERRORS as exc:
+            self.abort("db_error", f"the queue database failed: {describe_db_error(exc)}")
         finally:
-            for conn in (self.claim_db, self.write_db, self.watch_db):
-                await conn.close()
+            for conn in (self.claim_db, control_conn):
+                if conn is not None and not conn.closed:
+                    await conn.close()
+            await self.writer.close()
         return self.report
 
-    async def _is_paused(self) -> str | None:
+    async def _supervise(self, started: float) -> None:
+        # Fail closed from the first moment: the control loop's first tick is a tick away.
         if not worker_enabled():
-            return "disabled"
-        paused, _reason = await store.paused(self.watch_db)
-        return "paused" if paused else None
+            self.abort("disabled", "NOTIFICATION_WORKER_CRON_ENABLED is false")
+        elif (reason := await store.stop_reason(self.claim_db, self.config.sender)) is not None:
+            self.abort("paused" if reason.startswith("paused") else "held", reason)
+        senders = [asyncio.create_task(self._send_loop()) for _ in range(self.config.concurrency)]
+        writer = asyncio.create_task(self._write_loop())
+        control = asyncio.create_task(control_loop(self))
+        try:
+            await self._claim_loop(started)
+        except DB_ERRORS as exc:
+            self.abort("db_error", f"claiming failed: {describe_db_error(exc)}")
+        except Exception as exc:
+            self.abort("error", f"the claimer failed: {exc!r}")
+        finally:
+            self.halt("stopped")
+            for _ in senders:
+                await self.sendable.put(None)
+            await asyncio.gather(*senders, return_exceptions=True)
+            if self.probing is not None:
+                self.probing.cancel()
+            await self.results.put(None)
+            await asyncio.gather(writer, return_exceptions=True)
+            self.closing = True
+            await asyncio.gather(control, return_exceptions=True)
+            await self._close()
 
-    async def _watch_loop(self) -> None:
-        while not self.stop.is_set():
-            await asyncio.sleep(self.config.poll_pause_s)
-            reason = await self._is_paused()
-            if reason:
-                self.halt(reason)
+    async def _close(self) -> None:
+        """Give back what was not sent, set a hold Meta asked for, record the end."""
+        self.report.duration_s = time.monotonic() - self.started
+        if self.to_release:
+            ids = list(self.to_release)
+
+            async def give_back(conn) -> None:
+                self.report.released += await store.release(conn, ids, worker=self.worker)
+
+            await self.writer.run(give_back)
+        halt = self.halted_by_meta
+        if halt is not None:
+            await self.writer.run(
+                lambda c: holds.set_hold_async(
+                    c, self.config.sender, halt.kind, halt.code, halt.message, self.worker
+                )
+            )
+        done = self.report.as_dict()
+        ok = await self.writer.run(lambda c: workers.finish(c, self.worker, self.report.stopped_by, done))
+        ok = ok and await self.writer.run(lambda c: store.record_event(c, "NOTIFY_WORKER_DONE", done))
+        if not ok:
+            journal.append(self.journal_dir, self.worker, [], [("NOTIFY_WORKER_DONE", done)])
+        self.report.journaled = self.writer.journaled
+
+    async def _replay_journal(self) -> None:
+        for path in journal.pending(self.journal_dir):
+            by_worker, events = journal.read(path)
+            for worker, results in by_worker.items():
+                await store.write_outcomes(self.claim_db, results, worker=worker)
+                self.report.replayed += len(results)
+            for kind, details in events:
+                await store.record_event(self.claim_db, kind, {**details, "replayed_from_journal": True})
+            path.unlink()
+
+    # -- claiming ---------------------------------------------------------------------------------
 
     async def _claim_loop(self, started: float) -> None:
-        reason = await self._is_paused()
-        if reason:
-            self.halt(reason)
-        while not self.stop.is_set():
-            if time.monotonic() - started >= self.config.max_seconds:
-                self.halt("time_budget")
+        ahead = self.config.ahead_rows
+        while not self.stopping.is_set():
+            remaining = self.config.max_seconds - (time.monotonic() - started)
+            if remaining <= 0:
+                self.halt("lifetime" if self.config.serve else "time_budget")
                 break
-            if self.sendable.qsize() > self.config.batch_size:
-                # Two batches waiting is enough: claim more only when the senders catch up, so a
-                # crash leaves few rows locked.
-                await asyncio.sleep(0.005)
+            if len(self.holding) > ahead // 2:
+                self.capacity.clear()
+                await _wait(self.capacity, min(0.1, remaining))
                 continue
+            self.wake.clear()
             rows = await claim.claim(
                 self.claim_db,
-                worker=self.config.worker_id,
-                limit=self.config.batch_size,
+                worker=self.worker,
+                limit=min(self.config.batch_size, ahead - len(self.holding)),
                 lease_s=self.config.lease_s,
             )
-            if not rows:
-                if self.in_flight == 0 and self.sendable.empty() and self.results.empty():
+            if rows:
+                self.report.claimed += len(rows)
+                await self._decide(rows)
+            elif not self.config.serve:
+                if not self.holding:
                     self.halt("drained")
                     break
                 await asyncio.sleep(0.02)
-                continue
-            self.report.claimed += len(rows)
-            await self._decide(rows)
+            else:
+                await _wait(self.wake, min(self.config.idle_poll_s, remaining, await self._next_due_in()))
+
+    async def _next_due_in(self) -> float:
+        cur = await self.claim_db.execute(
+            "SELECT extract(epoch FROM min(next_attempt_at) - now())::float FROM notifications "
+            "WHERE status = 'queued' AND next_attempt_at > now()"
+        )
+        seconds = (await cur.fetchone())[0]
+        return self.config.idle_poll_s if seconds is None else max(0.01, seconds)
 
     async def _decide(self, rows: list[dict]) -> None:
-        if time.monotonic() - self.templates_at > TEMPLATE_REFRESH_S:
+        if self.reload_templates or time.monotonic() - self.templates_at > TEMPLATE_REFRESH_S:
+            self.reload_templates = False
             self.templates, self.templates_at = await store.templates(self.claim_db), time.monotonic()
         recipients = [row["to_wa_id"] for row in rows]
         contacts = await store.contacts(self.claim_db, recipients)
@@ -160,57 +273,83 @@ class _Drain:
                     outcomes.deferred(row, until, "pair_limit", "Deferred: per-recipient pair rate limit")
                 )
             elif verdict.action == "send":
-                self.in_flight += 1
+                self.holding[row["id"]] = row
                 await self.sendable.put((row, verdict))
             elif verdict.action == "defer":
                 await self.results.put(outcomes.deferred(row, verdict.until, verdict.reason, verdict.message))
             else:
                 await self.results.put(outcomes.failed(row, verdict.reason, verdict.message))
 
+    # -- sending ----------------------------------------------------------------------------------
+
     async def _send_loop(self) -> None:
         while (item := await self.sendable.get()) is not None:
             row, verdict = item
             try:
-                if self.throughput is not None and not self.stop.is_set():
-                    delay = self.throughput.reserve()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                if self.stop.is_set() and self.report.stopped_by != "time_budget":
-                    self.release_ids.append(row["id"])
-                    continue
-                result = await self.sender.send(verdict.request)
-                outcome = outcomes.after_send(row, verdict.template, result, self.now(), self.rng)
-                if outcome is None:
-                    self.report.auth_error = result.error.describe() if result.error else "auth"
-                    self.halt("auth_error")
-                    self.release_ids.append(row["id"])
-                else:
-                    await self.results.put(outcome)
+                await self._send_one(row, verdict)
+            except Exception as exc:
+                self.abort("error", f"a sender failed: {exc!r}")
+                self.to_release.append(row["id"])
             finally:
-                self.in_flight -= 1
+                self.holding.pop(row["id"], None)
+                self.capacity.set()
+
+    async def _send_one(self, row: dict, verdict: Any) -> None:
+        if self.throughput is not None and self.aborted is None:
+            delay = self.throughput.reserve()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        while self.breaker.is_open and self.aborted is None:
+            await _wait(self.breaker.closed, self.config.tick_s)
+        if self.aborted is not None or row["id"] in self.revoked:
+            self.to_release.append(row["id"])
+            return
+        result = await self.sender.send(verdict.request)
+        outcome = outcomes.after_send(row, verdict.template, result, self.now(), self.rng)
+        if isinstance(outcome, outcomes.Halt):
+            self.halted_by_meta = self.halted_by_meta or outcome
+            self.report.auth_error = self.report.auth_error or outcome.message
+            self.to_release.append(row["id"])
+            self.abort(f"{outcome.kind}_error", f"Meta refused the {outcome.kind}: {outcome.message}")
+            return
+        failure = result.error.kind if result.error is not None else None
+        if self.breaker.record(failure in TRANSPORT_KINDS):
+            self.events.append(("NOTIFY_CIRCUIT_OPEN", {"worker": self.worker, "last_error": failure}))
+            self.probing = asyncio.create_task(self._probe())
+        if outcome.template_hold and row.get("template_name"):
+            self.templates_to_hold.append((row["template_name"], row.get("language") or "en"))
+        await self.results.put(outcome)
+
+    async def _probe(self) -> None:
+        probe = getattr(self.sender, "probe", None)
+
+        async def reachable() -> bool:
+            return True if probe is None else await probe()
+
+        open_s = await self.breaker.probe_until_closed(reachable, lambda: self.aborted is not None)
+        self.events.append(("NOTIFY_CIRCUIT_CLOSED", {"worker": self.worker, "open_s": round(open_s, 1)}))
+
+    # -- writing ----------------------------------------------------------------------------------
 
     async def _write_loop(self) -> None:
-        pending: list[store.Outcome] = []
-        done = False
-        while not done:
-            try:
-                item = await asyncio.wait_for(self.results.get(), timeout=0.05)
+        closed = False
+        while not closed:
+            pending: list[store.Outcome] = []
+            item = await _get(self.results, 0.05)
+            while item is not _TIMEOUT:
                 if item is None:
-                    done = True
-                else:
-                    pending.append(item)
-                    while len(pending) < 1000 and not self.results.empty():
-                        nxt = self.results.get_nowait()
-                        if nxt is None:
-                            done = True
-                            break
-                        pending.append(nxt)
-            except TimeoutError:
-                pass
+                    closed = True
+                    break
+                pending.append(item)
+                if len(pending) >= 1000 or self.results.empty():
+                    break
+                item = self.results.get_nowait()
             if pending:
-                await store.write_outcomes(self.write_db, pending, worker=self.config.worker_id)
+                await self.writer.write(pending)
                 self._count(pending)
-                pending = []
+            if self.templates_to_hold:
+                keys, self.templates_to_hold = self.templates_to_hold, []
+                await self.writer.run(lambda c, keys=keys: store.hold_templates(c, keys))
 
     def _count(self, written: list[store.Outcome]) -> None:
         for outcome in written:
@@ -220,6 +359,21 @@ class _Drain:
                 getattr(self.report, outcome.kind)[outcome.error_code or "unknown"] += 1
 
 
+_TIMEOUT = object()
+
+
+async def _get(queue: asyncio.Queue, timeout: float):
+    try:
+        return await asyncio.wait_for(queue.get(), timeout)
+    except TimeoutError:
+        return _TIMEOUT
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), max(0.0, timeout))
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -227,12 +381,13 @@ def utc_now() -> datetime:
 async def drain(
     db_url: str, sender: Sender, config: DrainConfig | None = None, clock: Callable[[], datetime] = utc_now
 ) -> DrainReport:
-    """Claim and send until no row is due, the time budget ends, or something stops the drain."""
+    """Claim and send until nothing is due (bounded) or the lifetime ends (serving), or something
+    stops the drain."""
     return await _Drain(db_url, sender, config or DrainConfig(), clock).run()
 
 
 def run_drain(db_url: str, client_settings: ClientSettings, config: DrainConfig) -> DrainReport:
-    """One bounded drain from synchronous code (the CLI and the Dagster op), with its own client."""
+    """One drain from synchronous code (the CLI and the Dagster op), with its own client."""
 
     async def go() -> DrainReport:
         limited = replace(

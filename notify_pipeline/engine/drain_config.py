@@ -3,11 +3,14 @@ switch it obeys. Kept apart from the drain loop so the sensor, alerts and CLI ca
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from notify_pipeline.engine.policy import PolicyConfig
@@ -31,22 +34,58 @@ def worker_enabled() -> bool:
 class DrainConfig:
     batch_size: int = 200
     concurrency: int = 64
+    # The time budget of a bounded drain, or the lifetime of a serving one (counted from the moment
+    # it holds the sender lock).
     max_seconds: float = 50.0
+    # serve: wait for work when nothing is due (woken by NOTIFY, by the earliest deferred row coming
+    # due, or by a slow poll) until the lifetime ends; otherwise end once nothing is due.
+    serve: bool = False
     lease_s: float = 900.0
     throughput_per_s: float | None = 80.0  # per sender phone number; None: no limit on our side
     pair_per_s: float | None = 1 / 6  # per recipient; None: no limit on our side
     pair_burst: int = 40
-    poll_pause_s: float = 0.5
+    # How much sending the drain holds ahead of its senders, in seconds at the throughput limit: a
+    # high-priority row waits at most about this long behind a backlog.
+    ahead_s: float = 1.0
+    sender: str = "default"  # the advisory lock's scope: one drain per sender
+    lock_wait_s: float = 0.0  # how long to wait for another drain of the sender to let go
+    run_id: str | None = None
+    tick_s: float = 0.25  # control loop: pause, holds and the rows in hand are re-checked this often
+    heartbeat_s: float = 5.0
+    event_every_s: float = 60.0  # heartbeat event and progress line
+    rescue_every_s: float = 15.0
+    rescue_after_s: float = 90.0  # a drain silent this long is dead (longer than db_retry_s)
+    idle_poll_s: float = 30.0  # the slow poll behind NOTIFY
+    db_retry_s: float = 60.0  # how long results are retried against a database that went away
+    breaker_after: int = 5  # consecutive transport failures that open the circuit breaker
+    breaker_max_wait_s: float = 30.0
+    journal_dir: Path | None = None  # default: <NOTIFY_DATA_DIR>/journal/<sender>
     trigger: str = "manual"
     worker_id: str = field(default_factory=new_worker_id)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    progress: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "concurrency"):
+        for name in ("batch_size", "concurrency", "pair_burst", "breaker_after"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        if self.max_seconds <= 0:
-            raise ValueError("max_seconds must be positive")
+        for name in ("max_seconds", "lease_s", "ahead_s", "tick_s", "heartbeat_s", "idle_poll_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, not {value}")
+        for name in ("throughput_per_s", "pair_per_s"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number (or none for no limit), not {value}")
+        if not (math.isfinite(self.lock_wait_s) and self.lock_wait_s >= 0):
+            raise ValueError(f"lock_wait_s must be zero or more seconds, not {self.lock_wait_s}")
+
+    @property
+    def ahead_rows(self) -> int:
+        """Rows claimed but not yet sent that the drain may hold."""
+        if self.throughput_per_s is None:
+            return 2 * self.batch_size
+        return max(1, math.ceil(self.throughput_per_s * self.ahead_s))
 
 
 @dataclass
@@ -59,9 +98,21 @@ class DrainReport:
     deferred: Counter[str] = field(default_factory=Counter)
     retried: Counter[str] = field(default_factory=Counter)
     released: int = 0
-    stopped_by: str = ""  # drained | time_budget | paused | disabled | auth_error
-    auth_error: str | None = None
+    # drained | time_budget | lifetime | paused | held | disabled | auth_error | account_error |
+    # db_error | lost_lock | error | sender_busy
+    stopped_by: str = ""
+    auth_error: str | None = None  # Meta's refusal of the credentials or the account
+    fault: str | None = None  # what failed, in one line, when the drain stopped on a fault
+    revoked: int = 0  # held rows dropped because they were stopped, cancelled or switched off
+    rescued: int = 0  # claimed rows of dead drains given back
+    journaled: int = 0  # results written to the local journal (database away)
+    replayed: int = 0  # results replayed from the journal
     duration_s: float = 0.0
+
+    @property
+    def failed_on_fault(self) -> bool:
+        """True when the drain stopped because something failed (exit code 2, a failed run)."""
+        return self.stopped_by in ("auth_error", "account_error", "db_error", "lost_lock", "error")
 
     @property
     def processed(self) -> int:
@@ -86,6 +137,11 @@ class DrainReport:
             "released": self.released,
             "stopped_by": self.stopped_by,
             "auth_error": self.auth_error,
+            "fault": self.fault,
+            "revoked": self.revoked,
+            "rescued": self.rescued,
+            "journaled": self.journaled,
+            "replayed": self.replayed,
             "duration_ms": round(self.duration_s * 1000),
             "sent_per_s": round(self.sent_per_s, 1),
         }

@@ -31,13 +31,28 @@ UPDATE notifications n
               %(due)s::timestamptz[], %(messages)s::text[], %(codes)s::text[], %(wamids)s::text[])
        AS r(id, status, retry_count, deferral_count, next_attempt_at, error_message, error_code, wa_message_id)
  WHERE n.id = r.id
-   AND n.status = 'queued'
-   AND (r.status = 'sent' OR n.locked_by = %(worker)s)
+   AND CASE WHEN r.status = 'sent' THEN n.status <> 'sent'
+            ELSE n.status = 'queued' AND n.locked_by = %(worker)s END
 """
 
+# Give rows back, whatever their status: a queued row becomes claimable again (no attempt used);
+# a row someone stopped or cancelled while we held it loses our lock, so that resuming it later
+# (the runbook's resume SQL does not touch locked_at) does not leave it locked by a live drain.
 RELEASE = """
 UPDATE notifications SET locked_at = NULL
- WHERE id = ANY(%(ids)s) AND status = 'queued' AND locked_by = %(worker)s
+ WHERE id = ANY(%(ids)s) AND locked_by = %(worker)s AND locked_at IS NOT NULL
+"""
+
+# Which of the rows a drain holds may still be sent: still queued under its claim, the contact not
+# opted out, the template (if any) still approved and switched on.
+STILL_SENDABLE = """
+SELECT n.id FROM notifications n
+  LEFT JOIN contact_preferences c ON c.wa_id = n.to_wa_id
+  LEFT JOIN whatsapp_templates t
+         ON t.template_name = n.template_name AND t.language = coalesce(n.language, 'en')
+ WHERE n.id = ANY(%(ids)s) AND n.status = 'queued' AND n.locked_by = %(worker)s
+   AND n.locked_at IS NOT NULL AND NOT coalesce(c.opted_out, false)
+   AND (n.template_name IS NULL OR (t.is_active AND t.approval_status = 'APPROVED'))
 """
 
 
@@ -99,12 +114,29 @@ async def write_outcomes(conn: psycopg.AsyncConnection, outcomes: Sequence[Outco
 
 
 async def release(conn: psycopg.AsyncConnection, ids: Sequence[int], *, worker: str) -> int:
-    """Give rows back untouched (no attempt used): a stop, an auth failure, the end of the budget."""
+    """Give rows back untouched (no attempt used): a stop, an auth failure, the end of a run, a row
+    taken away while held."""
     if not ids:
         return 0
     async with single_statement(conn):
         cur = await conn.execute(RELEASE, {"ids": list(ids), "worker": worker})
         return cur.rowcount
+
+
+async def still_sendable(conn: psycopg.AsyncConnection, ids: Sequence[int], *, worker: str) -> set[int]:
+    cur = await conn.execute(STILL_SENDABLE, {"ids": list(ids), "worker": worker})
+    return {row[0] for row in await cur.fetchall()}
+
+
+async def hold_templates(conn: psycopg.AsyncConnection, keys: Sequence[tuple[str, str]]) -> None:
+    """Meta answered 132015/132016 for these (name, language): mark them paused until a sync or a
+    template webhook says otherwise, so their rows are held rather than failed."""
+    for name, language in set(keys):
+        await conn.execute(
+            "UPDATE whatsapp_templates SET approval_status = 'PAUSED' WHERE template_name = %s "
+            "AND language = %s AND approval_status = 'APPROVED'",
+            (name, language),
+        )
 
 
 async def contacts(conn: psycopg.AsyncConnection, wa_ids: Sequence[str]) -> dict[str, Contact]:
@@ -137,10 +169,20 @@ async def templates(conn: psycopg.AsyncConnection) -> dict[tuple[str, str], dict
         return {(row["template_name"], row["language"]): row for row in await cur.fetchall()}
 
 
-async def paused(conn: psycopg.AsyncConnection) -> tuple[bool, str | None]:
-    cur = await conn.execute("SELECT paused, reason FROM queue_control")
+async def stop_reason(conn: psycopg.AsyncConnection, sender: str) -> str | None:
+    """Why this sender may not send now (the operator's pause or a sender hold), or None."""
+    cur = await conn.execute(
+        "SELECT q.paused, q.reason, h.kind, h.reason FROM queue_control q "
+        "LEFT JOIN sender_holds h ON h.sender = %s",
+        (sender,),
+    )
     row = await cur.fetchone()
-    return (bool(row[0]), row[1]) if row else (False, None)
+    if row is None:
+        return None
+    paused, reason, hold_kind, hold_reason = row
+    if paused:
+        return f"paused: {reason}"
+    return f"held ({hold_kind}): {hold_reason}" if hold_kind else None
 
 
 async def record_event(conn: psycopg.AsyncConnection, event_type: str, details: dict[str, Any]) -> None:

@@ -1,0 +1,94 @@
+"""The drain registry (send_workers): start, heartbeat with lease extension, end; and the rescue
+of claimed rows whose drain is dead.
+
+A drain holding the sender lock is the only live drain of that sender, so any other drain's claimed
+rows belong to a dead drain, or to one still writing its last results after a database fault. Rows
+are taken back when their drain ended, when it ran on this host and its process is gone, or when
+its heartbeat is older than `silent_after_s` (longer than a drain keeps retrying its writes).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+HOST = socket.gethostname()
+
+
+async def register(
+    conn: psycopg.AsyncConnection,
+    *,
+    worker: str,
+    sender: str,
+    run_id: str | None,
+    trigger: str,
+    lifetime_s: float,
+) -> None:
+    await conn.execute(
+        "INSERT INTO send_workers (worker_id, sender, run_id, host, pid, trigger, lifetime_ends_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s)) "
+        "ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now(), ended_at = NULL",
+        (worker, sender, run_id, HOST, os.getpid(), trigger, lifetime_s),
+    )
+
+
+async def heartbeat(conn: psycopg.AsyncConnection, worker: str, holding: Sequence[int]) -> None:
+    """Say the drain is alive, and extend the lease of the rows it still holds (and only those)."""
+    await conn.execute("UPDATE send_workers SET heartbeat_at = now() WHERE worker_id = %s", (worker,))
+    if holding:
+        await conn.execute(
+            "UPDATE notifications SET locked_at = now() WHERE id = ANY(%s) AND status = 'queued' "
+            "AND locked_by = %s AND locked_at < now() - interval '30 seconds'",
+            (list(holding), worker),
+        )
+
+
+async def finish(conn: psycopg.AsyncConnection, worker: str, stopped_by: str, report: dict[str, Any]) -> None:
+    await conn.execute(
+        "UPDATE send_workers SET ended_at = now(), heartbeat_at = now(), stopped_by = %s, report = %s "
+        "WHERE worker_id = %s",
+        (stopped_by, Jsonb(report), worker),
+    )
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+CLAIM_HOLDERS = """
+SELECT n.locked_by, w.host, w.pid, w.ended_at IS NOT NULL,
+       coalesce(w.heartbeat_at, max(n.locked_at)) < now() - make_interval(secs => %(silent)s)
+  FROM notifications n
+  LEFT JOIN send_workers w ON w.worker_id = n.locked_by
+ WHERE n.status = 'queued' AND n.locked_at IS NOT NULL AND n.locked_by IS DISTINCT FROM %(me)s
+ GROUP BY n.locked_by, w.host, w.pid, w.ended_at, w.heartbeat_at
+"""
+
+
+async def rescue(conn: psycopg.AsyncConnection, *, me: str, silent_after_s: float) -> int:
+    """Give back the claimed rows of dead drains; returns how many rows became due again."""
+    cur = await conn.execute(CLAIM_HOLDERS, {"me": me, "silent": silent_after_s})
+    dead = [
+        holder
+        for holder, host, pid, ended, silent in await cur.fetchall()
+        if ended or silent or (host == HOST and pid is not None and _process_gone(pid))
+    ]
+    if not dead:
+        return 0
+    cur = await conn.execute(
+        "UPDATE notifications SET locked_at = NULL WHERE status = 'queued' AND locked_at IS NOT NULL "
+        "AND locked_by = ANY(%s)",
+        (dead,),
+    )
+    return cur.rowcount
