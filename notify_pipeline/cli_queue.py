@@ -95,14 +95,29 @@ def enqueue_command(
 
 
 @click.command("send")
-@click.option("--max-seconds", type=float, default=50.0, show_default=True, help="Time budget of the drain.")
+@click.option(
+    "--max-seconds",
+    type=float,
+    default=50.0,
+    show_default=True,
+    help="Time budget of the drain; with --serve, its lifetime.",
+)
 @click.option("--batch-size", type=int, default=200, show_default=True)
 @click.option("--concurrency", type=int, default=64, show_default=True, help="Requests in flight.")
 @click.option(
     "--throughput-per-s", type=float, default=80.0, show_default=True, help="Sender limit; 0: none."
 )
-def send_command(max_seconds, batch_size, concurrency, throughput_per_s) -> None:
-    """Drain the queue once: claim and send until nothing is due or the time budget ends."""
+@click.option("--serve", is_flag=True, help="Wait for work when nothing is due, until --max-seconds ends.")
+@click.option(
+    "--wait-for-sender",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait while another drain sends for this sender (one drain per sender).",
+)
+def send_command(max_seconds, batch_size, concurrency, throughput_per_s, serve, wait_for_sender) -> None:
+    """Claim and send due notifications until nothing is due (or, with --serve, until the lifetime
+    ends). Prints the drain's report as JSON; exits 2 with one line when something failed."""
     from notify_pipeline.cli import OperatorError, _queue_url
     from notify_pipeline.engine.drain import run_drain
     from notify_pipeline.engine.drain_config import DrainConfig
@@ -118,18 +133,23 @@ def send_command(max_seconds, batch_size, concurrency, throughput_per_s) -> None
             batch_size=batch_size,
             concurrency=concurrency,
             max_seconds=max_seconds,
+            serve=serve,
             throughput_per_s=throughput_per_s or None,
+            sender=settings.sender_key(),
+            lock_wait_s=wait_for_sender,
             trigger="cli",
         )
     except ValueError as exc:
         raise OperatorError(str(exc)) from exc
     report = run_drain(_queue_url(), client, config)
     click.echo(json.dumps(report.as_dict(), indent=2))
-    if report.auth_error:
+    if report.stopped_by in ("auth_error", "account_error"):
         raise OperatorError(
-            f"the Cloud API refused the credentials ({report.auth_error}); sending stopped, "
-            "the queue is intact: fix WHATSAPP_ACCESS_TOKEN and run send again"
+            f"{report.fault}; sending stopped and the sender is held, the queue is intact: fix the "
+            "credentials or the account, then `notify-pipeline resume --hold --reason ...`"
         )
+    if report.failed_on_fault or report.stopped_by == "sender_busy":
+        raise OperatorError(f"send stopped: {report.fault}")
 
 
 @click.command("sweep")

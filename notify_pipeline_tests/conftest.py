@@ -26,6 +26,7 @@ from notify_pipeline.db.migrate import upgrade
 from notify_pipeline_tests.support import free_port
 
 _names = itertools.count()
+_EMBEDDED: list[EmbeddedPostgres] = []  # the session's embedded server, when tests run on one
 
 
 @pytest.fixture(scope="session")
@@ -39,11 +40,25 @@ def pg_server_url() -> Iterator[str]:
     # delete the data folder from under a running server.
     root = Path(tempfile.mkdtemp(prefix="notify-test-pg-"))
     server = EmbeddedPostgres(root)
+    _EMBEDDED.append(server)
     try:
         yield server.ensure_running(port=free_port())
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def restart_postgres(pg_server_url: str):
+    """Restart the test server (fast shutdown: every connection is cut), on the embedded server only."""
+    if not _EMBEDDED:
+        pytest.skip("restarting PostgreSQL needs the embedded server (NOTIFY_TEST_DATABASE_URL is set)")
+    server = _EMBEDDED[0]
+
+    def restart() -> None:
+        server._pg_ctl(["-w", "-t", "60", "-m", "fast", "-l", str(server.logfile), "restart"])
+
+    return restart
 
 
 def create_database(server_url: str, template: str | None = None) -> str:

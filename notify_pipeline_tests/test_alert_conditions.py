@@ -185,7 +185,14 @@ def test_durations_read_naturally() -> None:
 
 
 def test_the_products_own_codes_are_explained_not_called_undocumented() -> None:
-    for code in ("timeout", "connection", "http_503", "template_missing", "opted_out", "pair_limit"):
+    for code in (
+        "timeout_ambiguous",
+        "connection",
+        "http_503",
+        "template_missing",
+        "opted_out",
+        "pair_limit",
+    ):
         assert "not a documented Meta error code" not in meaning(code), code
-    assert "WHATSAPP_API_BASE_URL" in meaning("timeout")
+    assert "WHATSAPP_API_BASE_URL" in meaning("connection")
     assert meaning("131047").startswith("131047 More than 24 hours since the user last replied")

@@ -38,7 +38,7 @@ def test_failures_by_code_have_the_real_meaning_and_fix(db) -> None:
         insert(db, "+250788000001", status="failed", code="131026", message="undeliverable to +250788000001")
     insert(db, "+250788000002", status="failed", code="opted_out", message="Contact opted out")
     insert(db, "+250788000003", status="failed", code="template_missing", message="no template")
-    insert(db, "+250788000004", status="failed", code="timeout", message="read timeout")
+    insert(db, "+250788000004", status="failed", code="timeout_ambiguous", message="read timeout")
     insert(db, "+250788000005", status="failed", code=None, message="???")
     insert(db, "+250788000006", status="failed", code="131026", created_at=NOW - timedelta(hours=3))
     insert(db, "+250788000007")  # sent
@@ -51,7 +51,7 @@ def test_failures_by_code_have_the_real_meaning_and_fix(db) -> None:
     assert "+250788000001" not in rows["131026"]["example"] and "+250*******01" in rows["131026"]["example"]
     assert "only at their own request" in rows["opted_out"]["fix"]
     assert "Sync" in rows["template_missing"]["fix"]
-    assert "status page" in rows["timeout"]["fix"]
+    assert "status page" in rows["timeout_ambiguous"]["fix"]
     assert rows["none"]["meaning"] == "no error code"
     assert "1 sent, 6 failed" in report.notes[0]
     text = render(report)

@@ -16,8 +16,9 @@ from notify_pipeline.whatsapp.errors import CODES, ErrorClass, classify, describ
         (ErrorClass.THROTTLED, [4, 613, 80007, 80008, 130429, 131048, 131049, 131056, 131064, 133016]),
         (
             ErrorClass.PERMANENT,
-            [33, 100, 368, 130403, 130497, 131008, 131009, 131026, 131031, 131050, 135000],
+            [100, 130403, 130497, 131008, 131009, 131026, 131050, 131063, 135000],
         ),
+        (ErrorClass.ACCOUNT, [33, 368, 131031, 131037, 131042, 131045, 133010]),
         (ErrorClass.AUTH, [0, 3, 10, 190, 200, 250, 299, 131005]),
         (ErrorClass.OUTSIDE_WINDOW, [131047]),
         (ErrorClass.TEMPLATE, [132000, 132001, 132005, 132007, 132008, 132012, 132015, 132016, 132018]),
@@ -52,7 +53,7 @@ def test_the_runbooks_wrong_rows_follow_meta(code, runbook_says, error_class, me
 def test_the_codes_the_runbook_meant() -> None:
     assert lookup(132001).error_class is ErrorClass.TEMPLATE  # template not found
     assert {lookup(c).error_class for c in (130429, 131056, 131048)} == {ErrorClass.THROTTLED}  # rate limits
-    assert lookup(368).error_class is ErrorClass.PERMANENT  # the real temporary ban
+    assert lookup(368).error_class is ErrorClass.ACCOUNT  # the real temporary ban: stops the drain
     assert "template" in describe(131047)
 
 

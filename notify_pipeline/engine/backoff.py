@@ -1,11 +1,30 @@
-"""When to try again: exponential backoff with full jitter and a cap, and Meta's pair-limit rule."""
+"""When to try again: exponential backoff with full jitter and a cap, and Meta's pair-limit rule.
+
+Every delay is capped for any count: exponents are clamped before they are raised, so a row
+deferred thousands of times never overflows a float (which would leave it locked) or builds a
+huge integer, and no delay reaches past MAX_DELAY_S.
+"""
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+# 2^40 s is far beyond every cap below, so growth stops long before the clamp matters.
+MAX_EXPONENT = 40
+# The longest wait any rule may ask for; also keeps `now + delay` inside datetime's range.
+MAX_DELAY_S = 30 * 86400.0
+CONNECTION_BASE_S = 2.0
+CONNECTION_CAP_S = 60.0
+
+
+def capped_growth(base: float, factor: float, count: int, cap: float) -> float:
+    """min(cap, base * factor^count), for any count and without overflow; never above MAX_DELAY_S."""
+    exponent = min(max(0, count), MAX_EXPONENT)
+    return min(cap, base * factor**exponent, MAX_DELAY_S)
 
 
 @dataclass(frozen=True)
@@ -18,13 +37,15 @@ class RetryPolicy:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> RetryPolicy:
-        """Read a stored policy; missing or invalid fields keep the defaults."""
+        """Read a stored policy; missing, invalid or non-finite fields keep the defaults."""
         default = cls()
         data = data or {}
 
         def number(key: str, fallback: float, minimum: float) -> float:
             value = data.get(key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return fallback
+            if not math.isfinite(value) or value < minimum:
                 return fallback
             return float(value)
 
@@ -40,10 +61,17 @@ class RetryPolicy:
         Full jitter spreads the retries of a failed batch over the whole interval, so they do not
         come back together and trip the same limit again.
         """
-        ceiling = min(self.backoff_max_seconds, self.backoff_base_seconds * 2 ** max(0, attempt - 1))
+        ceiling = capped_growth(self.backoff_base_seconds, 2, attempt - 1, self.backoff_max_seconds)
         return (rng or random).uniform(0.0, ceiling)
 
 
 def pair_limit_delay(consecutive_hits: int) -> float:
     """Meta's advice for 131056: wait 4^X seconds (1, 4, 16, 64, ...), capped at an hour."""
-    return float(min(4 ** max(0, consecutive_hits), 3600))
+    return capped_growth(1.0, 4, consecutive_hits, 3600.0)
+
+
+def connection_delay(deferrals: int, rng: random.Random | None = None) -> float:
+    """How long a row waits after the API could not be reached: a few seconds, growing with the
+    row's deferrals up to a minute, jittered over the upper half so a batch does not return at once."""
+    ceiling = capped_growth(CONNECTION_BASE_S, 2, deferrals, CONNECTION_CAP_S)
+    return (rng or random).uniform(ceiling / 2, ceiling)

@@ -305,7 +305,14 @@ class _Drain:
             self.to_release.append(row["id"])
             return
         result = await self.sender.send(verdict.request)
-        outcome = outcomes.after_send(row, verdict.template, result, self.now(), self.rng)
+        outcome = outcomes.after_send(
+            row,
+            verdict.template,
+            result,
+            self.now(),
+            self.rng,
+            template_hold_s=self.config.policy.template_hold_s,
+        )
         if isinstance(outcome, outcomes.Halt):
             self.halted_by_meta = self.halted_by_meta or outcome
             self.report.auth_error = self.report.auth_error or outcome.message

@@ -16,13 +16,14 @@ OWN_REASONS: dict[str, str] = {
     "quiet_hours": "Deferred: the contact's quiet hours",
     "pair_limit": "Deferred: per-recipient pair rate limit (ours)",
     "emergency_stop": "Held by an emergency stop",
-    "timeout": "No answer from the API in time (network)",
-    "connection": "Could not connect to the API (network)",
+    "connection": "Could not reach the API; the request never left (deferred, no attempt used)",
+    "timeout_ambiguous": "Request may have reached the API but no usable answer came back (retried)",
     "bad_response": "The API answered 200 without a message id",
+    "expired": "Past its expires_at before it could be sent: not sent",
 }
 
 # Reasons that defer a row without using an attempt (Meta's throttling codes do too).
-DEFERRAL_REASONS = ("quiet_hours", "pair_limit", "template_paused")
+DEFERRAL_REASONS = ("quiet_hours", "pair_limit", "template_paused", "connection")
 
 
 def meaning(code: str | None) -> str:

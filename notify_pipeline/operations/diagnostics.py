@@ -57,7 +57,7 @@ _OWN_FIXES = {
     "quiet_hours": "Not a failure: the row waits for the end of the contact's quiet hours.",
     "pair_limit": "Not a failure: goes out when the recipient's pair limit allows (seconds).",
     "emergency_stop": "Held by an emergency stop: `notify-pipeline resume` once it is safe.",
-    "timeout": _NETWORK_FIX,
+    "timeout_ambiguous": _NETWORK_FIX,
     "connection": _NETWORK_FIX,
     "bad_response": _NETWORK_FIX,
 }

@@ -4,6 +4,9 @@ httpx's API over a swappable transport. The default is aiohttp's connection pool
 httpx-aiohttp, because plain httpx.AsyncClient slows down sharply with many requests in flight
 (encode/httpx#3215); benchmarks/transport.py measures both against the emulator. The access token
 travels only in the Authorization header and never appears in repr, logs or errors.
+
+A send never raises for what happens on the wire: every failure comes back as a typed ApiError.
+Network failures are split by whether the request may have reached Meta (see `failure_kind`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class ClientSettings:
     read_timeout_s: float = 15.0
     max_connections: int = 100
     transport: Transport = "aiohttp"
+    probe_timeout_s: float = 3.0  # the whole reachability probe: connect, send and read
 
 
 def _make_transport(kind: Transport, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
@@ -90,23 +94,22 @@ class CloudApiClient:
 
     async def send(self, payload: dict[str, Any]) -> SendResult:
         """POST one message. Never raises for API, HTTP or network failures: they come back typed."""
-        if self.settings.transport == "aiohttp-native":
-            return await self._send_native(payload)
+        body = json.dumps(payload).encode()  # outside the try: a payload bug is not a wire failure
         started = time.perf_counter()
         try:
-            response = await self._http.post(f"{self.settings.phone_number_id}/messages", json=payload)
-        except httpx.TimeoutException as exc:
-            return SendResult(latency_s=time.perf_counter() - started, error=_network_error("timeout", exc))
-        except httpx.TransportError as exc:
-            return SendResult(
-                latency_s=time.perf_counter() - started, error=_network_error("connection", exc)
-            )
-        latency = time.perf_counter() - started
-        return parse_send_response(response.status_code, response.content, latency)
+            if self.settings.transport == "aiohttp-native":
+                status, content = await self._post_native(body)
+            else:
+                response = await self._http.post(f"{self.settings.phone_number_id}/messages", content=body)
+                status, content = response.status_code, response.content
+        except Exception as exc:  # the sender task must never die of a wire failure
+            error = network_error(exc, self.settings.access_token)
+            return SendResult(latency_s=time.perf_counter() - started, error=error)
+        return parse_send_response(status, content, time.perf_counter() - started)
 
-    async def _send_native(self, payload: dict[str, Any]) -> SendResult:
-        """The send on a bare aiohttp session: the same request and parsing without httpx's
-        per-request layer, which measured ~40 % of a busy sender's CPU (see the README)."""
+    async def _post_native(self, body: bytes) -> tuple[int, bytes]:
+        """The POST on a bare aiohttp session: the same request without httpx's per-request
+        layer, which measured ~40 % of a busy sender's CPU (see the README)."""
         import aiohttp
 
         if self._native is None:
@@ -114,19 +117,26 @@ class CloudApiClient:
                 headers=self._headers,
                 connector=aiohttp.TCPConnector(limit=self.settings.max_connections),
                 timeout=aiohttp.ClientTimeout(
-                    sock_connect=self.settings.connect_timeout_s, sock_read=self.settings.read_timeout_s
+                    # connect bounds the wait for a pooled connection too, like httpx's pool timeout
+                    connect=self.settings.read_timeout_s,
+                    sock_connect=self.settings.connect_timeout_s,
+                    sock_read=self.settings.read_timeout_s,
                 ),
             )
-        started = time.perf_counter()
+        async with self._native.post(self._messages_url, data=body) as response:
+            return response.status, await response.read()
+
+    async def probe(self) -> bool:
+        """Whether the API answers at all: one cheap GET of the sender number's node with short
+        timeouts. Any HTTP answer, whatever its status, is True; any transport failure is False.
+        The drain's circuit breaker uses it to learn when the API is reachable again."""
         try:
-            async with self._native.post(self._messages_url, data=json.dumps(payload).encode()) as response:
-                content, status = await response.read(), response.status
-        except TimeoutError as exc:
-            return SendResult(latency_s=time.perf_counter() - started, error=_network_error("timeout", exc))
-        except aiohttp.ClientError as exc:
-            kind = "timeout" if isinstance(exc, aiohttp.ServerTimeoutError) else "connection"
-            return SendResult(latency_s=time.perf_counter() - started, error=_network_error(kind, exc))
-        return parse_send_response(status, content, time.perf_counter() - started)
+            await self._http.get(
+                self.settings.phone_number_id, timeout=httpx.Timeout(self.settings.probe_timeout_s)
+            )
+        except Exception:  # a probe answers yes or no, it never raises
+            return False
+        return True
 
     async def list_templates(self, waba_id: str, *, page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
         """Every message template of the business account, following Meta's `after` cursors."""
@@ -154,9 +164,57 @@ class TemplateListError(RuntimeError):
         self.error = error
 
 
-def _network_error(kind: str, exc: Exception) -> ApiError:
-    text = str(exc) or type(exc).__name__
-    return ApiError(ErrorClass.TRANSIENT, f"{kind}: {text}", kind=kind)
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and what caused it, outermost first (bounded, cycle-safe)."""
+    links: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in links and len(links) < 10:
+        links.append(current)
+        current = current.__cause__ or current.__context__
+    return links
+
+
+def _native_cause(exc: BaseException) -> BaseException | None:
+    """The first aiohttp exception in the chain, if any."""
+    import aiohttp
+
+    return next((link for link in _chain(exc) if isinstance(link, aiohttp.ClientError)), None)
+
+
+def failure_kind(exc: BaseException) -> str:
+    """`connection` when the request surely never left, else `timeout_ambiguous`.
+
+    aiohttp's own exception decides when there is one: httpx-aiohttp maps every aiohttp
+    ClientConnectionError (a server disconnect after the request was written included) to
+    httpx.ConnectTimeout, which would make an ambiguous failure look like one that never left.
+    Anything not known to happen before the request is written counts as ambiguous: Meta may
+    have accepted the message.
+    """
+    import aiohttp
+
+    native = _native_cause(exc)
+    if native is not None:
+        before = (
+            aiohttp.ClientConnectorError,  # refused, DNS, TLS, proxy connect
+            aiohttp.ConnectionTimeoutError,  # connect or pooled-connection wait timed out
+            aiohttp.ClientHttpProxyError,  # the proxy refused the tunnel
+            aiohttp.InvalidURL,
+        )
+        return "connection" if isinstance(native, before) else "timeout_ambiguous"
+    before = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+    unsendable = (httpx.UnsupportedProtocol, httpx.InvalidURL)
+    return "connection" if isinstance(exc, before + unsendable) else "timeout_ambiguous"
+
+
+def network_error(exc: BaseException, secret: str = "") -> ApiError:
+    """A transport failure as an ApiError, named by its most telling exception type. `secret`
+    (the access token) is masked should an exception ever quote it."""
+    kind = failure_kind(exc)
+    telling = _native_cause(exc) or exc
+    text = " ".join(str(telling).split()) or "no detail"  # one line: it lands in error_message
+    if secret:
+        text = text.replace(secret, "[token]")
+    return ApiError(ErrorClass.TRANSIENT, f"{kind}: {type(telling).__name__}: {text}", kind=kind)
 
 
 def _json_or_none(content: bytes) -> Any:

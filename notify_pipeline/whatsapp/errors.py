@@ -13,12 +13,18 @@ from enum import StrEnum
 
 
 class ErrorClass(StrEnum):
-    """How the sender reacts to an error."""
+    """How the sender reacts to an error.
+
+    ACCOUNT means the business account or the sender number itself is blocked, locked, unpaid,
+    deleted or unregistered: every message would fail the same way, so the drain stops as a whole,
+    the queue stays intact (no attempt used, nothing failed) and operators are alerted.
+    """
 
     TRANSIENT = "transient"  # retry with backoff: Meta or the network had a bad moment
     THROTTLED = "throttled"  # a rate limit: slow down and retry; does not use up an attempt
     PERMANENT = "permanent"  # the request or recipient is wrong: fail now, never resend as is
     AUTH = "auth"  # token or permission: stop sending, keep the queue, alert
+    ACCOUNT = "account"  # the account or sender number is blocked: stop the drain, keep the queue, alert
     OUTSIDE_WINDOW = "outside_24h_window"  # free-form text after 24 h of silence: needs a template
     TEMPLATE = "template"  # the template is missing, paused, disabled or filled wrongly
 
@@ -34,13 +40,14 @@ class MetaError:
     min_retry_delay_s: float | None = None
 
 
-T, R, P, A, W, TP = (
+T, R, P, A, W, TP, AC = (
     ErrorClass.TRANSIENT,
     ErrorClass.THROTTLED,
     ErrorClass.PERMANENT,
     ErrorClass.AUTH,
     ErrorClass.OUTSIDE_WINDOW,
     ErrorClass.TEMPLATE,
+    ErrorClass.ACCOUNT,
 )
 
 _TABLE: tuple[MetaError, ...] = (
@@ -98,11 +105,12 @@ _TABLE: tuple[MetaError, ...] = (
     MetaError(
         133016, "Too many registration or deregistration attempts", R, "Wait before retrying.", 400, 3600
     ),
-    # Integrity
+    # Integrity. 368 and 131031 block the whole account (account class); 130497 only blocks
+    # recipients in some countries, so it fails those messages and the rest keep going.
     MetaError(
         368,
         "Temporarily blocked for policy violations",
-        P,
+        AC,
         "The account is restricted: review policy notices in Business Manager.",
         403,
     ),
@@ -110,7 +118,7 @@ _TABLE: tuple[MetaError, ...] = (
         130497, "Account may not message users in this country", P, "Country restriction on the account.", 403
     ),
     MetaError(
-        131031, "Business account locked", P, "The account is restricted or disabled: contact Meta.", 403
+        131031, "Business account locked", AC, "The account is restricted or disabled: contact Meta.", 403
     ),
     # Transient failures on Meta's side
     MetaError(
@@ -132,7 +140,8 @@ _TABLE: tuple[MetaError, ...] = (
     ),
     MetaError(2494100, "Phone number in maintenance mode", T, "Retry in a few minutes.", 400, 300),
     # The request or the recipient
-    MetaError(33, "The business phone number has been deleted", P, "Check WHATSAPP_PHONE_NUMBER_ID."),
+    # 33, 131037, 131042, 131045, 133010: the sender number or its account cannot send at all.
+    MetaError(33, "The business phone number has been deleted", AC, "Check WHATSAPP_PHONE_NUMBER_ID."),
     MetaError(
         100, "Invalid parameter", P, "Fix the request: a field is unsupported, misspelled or too long."
     ),
@@ -158,14 +167,15 @@ _TABLE: tuple[MetaError, ...] = (
         P,
         "Add the recipient to the test allow-list.",
     ),
-    MetaError(131037, "Sender number has no approved display name", P, "Get the display name approved."),
+    MetaError(131037, "Sender number has no approved display name", AC, "Get the display name approved."),
     MetaError(
         131042,
         "Business eligibility: payment method problem",
-        P,
+        AC,
         "Fix the billing method in Business Manager.",
     ),
-    MetaError(131045, "Phone number not registered", P, "Register the sender phone number."),
+    MetaError(131045, "Phone number registration error", AC, "Register the sender phone number."),
+    MetaError(133010, "Phone number not registered", AC, "Register the sender phone number, then resume."),
     MetaError(
         131047,
         "More than 24 hours since the user last replied",

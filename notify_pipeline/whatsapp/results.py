@@ -18,7 +18,11 @@ class ApiError:
     http_status: int | None = None
     subcode: int | None = None
     fbtrace_id: str | None = None
-    kind: str = "meta"  # meta | http | timeout | connection | bad_response
+    # meta: Meta's error body. http: an HTTP error without one. bad_response: 200 without a message id.
+    # connection: the request never left (refused, DNS, connect or pool timeout), so no attempt is used.
+    # timeout_ambiguous: the request may have left and no usable answer came back (read timeout,
+    # disconnect, reset, malformed answer): Meta may have accepted the message.
+    kind: str = "meta"
 
     @property
     def label(self) -> str:

@@ -1,7 +1,7 @@
 """Error codes in alert messages: what a code means and what to do about it.
 
 Meaning comes from the product's tables only: Meta's codes from whatsapp/errors.py (the runbook's
-table is wrong), the product's own labels (timeout, opted_out, template_missing ...) from
+table is wrong), the product's own labels (timeout_ambiguous, opted_out, template_missing ...) from
 engine/reasons.py. This module adds just the first action for those own labels, so an alert never
 says "not a documented Meta error code" about the product's own words.
 """
@@ -12,7 +12,8 @@ from notify_pipeline.engine import reasons
 from notify_pipeline.whatsapp.errors import describe, lookup
 
 _OWN_ACTIONS: dict[str, str] = {
-    "timeout": "check the network path to WHATSAPP_API_BASE_URL and Meta's status page",
+    "timeout_ambiguous": "check the network path to WHATSAPP_API_BASE_URL and Meta's status page; "
+    "a message may have been accepted before the answer was lost",
     "connection": "check DNS, proxy and firewall towards WHATSAPP_API_BASE_URL",
     "bad_response": "check that WHATSAPP_API_BASE_URL points at Meta",
     "template_missing": "sync or add the template, then retry",
