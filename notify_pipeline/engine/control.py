@@ -50,7 +50,7 @@ async def control_loop(d: _Drain) -> None:
                     d.report.revoked += len(gone)
             now = time.monotonic()
             if now >= next_beat:
-                await workers.heartbeat(conn, d.worker, list(d.holding))
+                await workers.heartbeat(conn, d.worker, list(d.holding), config.lease_s)
                 next_beat = now + config.heartbeat_s
             if now >= next_rescue and not d.stopping.is_set():
                 rescued = await workers.rescue(conn, me=d.worker, silent_after_s=config.rescue_after_s)

@@ -60,7 +60,8 @@ class _Drain:
         self.results: asyncio.Queue[store.Outcome | None] = asyncio.Queue()
         self.holding: dict[int, dict] = {}  # handed to the senders, not yet finished
         self.revoked: set[int] = set()
-        self.to_release: list[int] = []
+        self.to_release: list[int] = []  # given back at the end (the drain is stopping)
+        self.give_back: list[int] = []  # revoked while held: given back now, to be decided afresh
         self.events: list[tuple[str, dict]] = []  # written by the control loop
         self.templates_to_hold: list[tuple[str, str]] = []
         self.halted_by_meta: outcomes.Halt | None = None
@@ -184,8 +185,8 @@ class _Drain:
     async def _close(self) -> None:
         """Give back what was not sent, set a hold Meta asked for, record the end."""
         self.report.duration_s = time.monotonic() - self.started
-        if self.to_release:
-            ids = list(self.to_release)
+        if self.to_release or self.give_back:
+            ids = [*self.to_release, *self.give_back]
 
             async def give_back(conn) -> None:
                 self.report.released += await store.release(conn, ids, worker=self.worker)
@@ -239,7 +240,7 @@ class _Drain:
                 self.report.claimed += len(rows)
                 await self._decide(rows)
             elif not self.config.serve:
-                if not self.holding:
+                if not self.holding and not self.give_back and self.results.empty():
                     self.halt("drained")
                     break
                 await asyncio.sleep(0.02)
@@ -301,8 +302,11 @@ class _Drain:
                 await asyncio.sleep(delay)
         while self.breaker.is_open and self.aborted is None:
             await _wait(self.breaker.closed, self.config.tick_s)
-        if self.aborted is not None or row["id"] in self.revoked:
+        if self.aborted is not None:
             self.to_release.append(row["id"])
+            return
+        if row["id"] in self.revoked:
+            self.give_back.append(row["id"])
             return
         result = await self.sender.send(verdict.request)
         outcome = outcomes.after_send(
@@ -357,6 +361,11 @@ class _Drain:
             if self.templates_to_hold:
                 keys, self.templates_to_hold = self.templates_to_hold, []
                 await self.writer.run(lambda c, keys=keys: store.hold_templates(c, keys))
+            if self.give_back:
+                ids = list(self.give_back)
+                await self.writer.run(lambda c, ids=ids: store.release(c, ids, worker=self.worker))
+                del self.give_back[: len(ids)]
+                self.wake.set()
 
     def _count(self, written: list[store.Outcome]) -> None:
         for outcome in written:

@@ -37,14 +37,17 @@ async def register(
     )
 
 
-async def heartbeat(conn: psycopg.AsyncConnection, worker: str, holding: Sequence[int]) -> None:
-    """Say the drain is alive, and extend the lease of the rows it still holds (and only those)."""
+async def heartbeat(
+    conn: psycopg.AsyncConnection, worker: str, holding: Sequence[int], lease_s: float
+) -> None:
+    """Say the drain is alive, and extend the lease of the rows it still holds (and only those)
+    once a third of the lease has passed, so a slow API never lets a live drain's claim expire."""
     await conn.execute("UPDATE send_workers SET heartbeat_at = now() WHERE worker_id = %s", (worker,))
     if holding:
         await conn.execute(
             "UPDATE notifications SET locked_at = now() WHERE id = ANY(%s) AND status = 'queued' "
-            "AND locked_by = %s AND locked_at < now() - interval '30 seconds'",
-            (list(holding), worker),
+            "AND locked_by = %s AND locked_at < now() - make_interval(secs => %s)",
+            (list(holding), worker, lease_s / 3),
         )
 
 

@@ -1,0 +1,246 @@
+"""Faults injected into a live drain, counted from the emulator's own ledger against the database:
+PostgreSQL restarted, each of the drain's connections terminated, the runbook's stop SQL, opt-outs
+and template switch-offs while rows are held, an aged lease, an API outage, an account block, and
+two senders for one sender id."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from notify_pipeline_tests.drain_harness import DrainThread, counts, events, fresh, received_after, wait_until
+from notify_pipeline_tests.engine_support import client_settings, enqueue_many, load_demo_templates, run_drain
+from notify_pipeline_tests.fault_proxy import FaultProxy
+
+pytestmark = pytest.mark.slow
+CONCURRENCY = 64  # the default: what may be in flight when a fault strikes
+RUNBOOK_STOP = (
+    "UPDATE notifications SET status = 'failed', error_message = 'Emergency stop - manual intervention' "
+    "WHERE status = 'queued'"
+)
+RUNBOOK_RESUME = (
+    "UPDATE notifications SET status = 'queued', error_message = NULL, retry_count = 0 "
+    "WHERE error_message = 'Emergency stop - manual intervention' AND created_at > NOW() - INTERVAL '1 hour'"
+)
+
+
+def _seed(db_url: str, count: int, **kwargs) -> None:
+    with fresh(db_url) as conn:
+        load_demo_templates(conn)
+        enqueue_many(conn, count, **kwargs)
+
+
+def _drain_again(db_url: str, emulator, tmp_path: Path) -> None:
+    report = run_drain(db_url, emulator, throughput_per_s=None, journal_dir=tmp_path, rescue_after_s=0.5)
+    assert report.stopped_by == "drained", report.as_dict()
+
+
+def test_postgres_restart_mid_drain_records_every_accepted_send(
+    db_url, emulator, restart_postgres, tmp_path
+) -> None:
+    emulator.configure(limits_enabled=False, latency_ms=20)
+    _seed(db_url, 3000)
+    drain = DrainThread(db_url, emulator, throughput_per_s=None, journal_dir=tmp_path, max_seconds=120)
+    wait_until(lambda: emulator.stats()["total"] >= 600, what="sending to be under way")
+    restart_postgres()
+    report = drain.join()
+    accepted = emulator.stats()["total"]
+
+    assert report.stopped_by in ("db_error", "lost_lock"), report.as_dict()
+    assert report.fault
+    assert counts(db_url).get("sent", 0) == accepted, "every message Meta accepted is recorded as sent"
+    assert report.journaled == 0, "the database came back within the retry window"
+    assert events(db_url, "NOTIFY_WORKER_DONE")[-1]["stopped_by"] == report.stopped_by
+
+    _drain_again(db_url, emulator, tmp_path)
+    assert counts(db_url) == {"sent": 3000}, "nothing lost"
+    assert emulator.stats()["duplicates"] <= CONCURRENCY
+
+
+def _drain_connections(conn, db_name: str) -> dict[str, int]:
+    """The drain's three connections by role: the lock holder is control; the one that last
+    wrote results (unnest) is write; the other is claim."""
+    rows = conn.execute(
+        "SELECT a.pid, a.query, EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid "
+        "AND l.locktype = 'advisory') FROM pg_stat_activity a WHERE a.datname = %s "
+        "AND a.application_name = 'notify-pipeline' AND a.pid <> pg_backend_pid()",
+        (db_name,),
+    ).fetchall()
+    roles: dict[str, int] = {}
+    for pid, query, locked in rows:
+        role = "control" if locked else "write" if "unnest(" in (query or "") else "claim"
+        roles.setdefault(role, pid)
+    return roles
+
+
+@pytest.mark.parametrize("role", ["control", "claim", "write"])
+def test_terminating_each_drain_connection_stops_sending_and_loses_nothing(
+    db_url, emulator, tmp_path, role
+) -> None:
+    emulator.configure(limits_enabled=False, latency_ms=20)
+    _seed(db_url, 3000)
+    drain = DrainThread(
+        db_url, emulator, throughput_per_s=None, journal_dir=tmp_path, max_seconds=120, pair_per_s=None
+    )
+    with fresh(db_url) as admin:
+        name = admin.info.dbname
+        wait_until(lambda: emulator.stats()["total"] >= 300, what="sending to be under way")
+        wait_until(lambda: len(_drain_connections(admin, name)) == 3, what="three drain connections")
+        pid = _drain_connections(admin, name)[role]
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    report = drain.join()
+    accepted = emulator.stats()["total"]
+    assert report.stopped_by == ("lost_lock" if role == "control" else "db_error"), report.as_dict()
+    assert counts(db_url).get("sent", 0) == accepted, "every accepted send is recorded"
+    assert accepted < 3000, "it stopped sending at the fault"
+    assert events(db_url, "NOTIFY_WORKER_DONE"), "the drain recorded its end"
+
+    _drain_again(db_url, emulator, tmp_path)
+    assert counts(db_url) == {"sent": 3000}
+    assert emulator.stats()["duplicates"] <= CONCURRENCY
+
+
+def test_runbook_stop_then_resume_on_a_live_drain_sends_nothing_twice(db_url, emulator, tmp_path) -> None:
+    emulator.configure(limits_enabled=False, latency_ms=10)
+    _seed(db_url, 2000)
+    drain = DrainThread(db_url, emulator, throughput_per_s=300, journal_dir=tmp_path)
+    wait_until(lambda: emulator.stats()["total"] >= 200, what="sending to be under way")
+    with fresh(db_url) as conn:
+        conn.execute(RUNBOOK_STOP)
+    stopped_at = time.time()
+    drain.join()
+    assert received_after(emulator, stopped_at + 1.0) == 0, "nothing sent more than 1 s after the stop"
+    with fresh(db_url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM notifications WHERE status = 'sent' AND error_message IS NOT NULL"
+        ).fetchone() == (0,)
+        late = conn.execute(
+            "SELECT count(*) FROM notification_audit_log WHERE event_type = 'sent' AND details ? 'sent_after'"
+        ).fetchone()[0]
+        # Requests in flight at the stop were accepted; they are recorded as sent and say so.
+        assert late <= CONCURRENCY
+        conn.execute(RUNBOOK_RESUME)
+    _drain_again(db_url, emulator, tmp_path)
+    assert counts(db_url) == {"sent": 2000}
+    assert emulator.stats()["duplicates"] == 0
+
+
+def test_an_opt_out_stops_held_rows_within_a_second(db_url, emulator, tmp_path) -> None:
+    emulator.configure(limits_enabled=False, latency_ms=10)
+    _seed(db_url, 1200, recipients=4)
+    drain = DrainThread(db_url, emulator, throughput_per_s=200, pair_per_s=None, journal_dir=tmp_path)
+    wait_until(lambda: emulator.stats()["total"] >= 100, what="sending to be under way")
+    target = "+250700000001"
+    with fresh(db_url) as conn:
+        conn.execute("SELECT mark_opted_out(%s, 'test')", (target,))
+    opted_out_at = time.time()
+    drain.join()
+    assert received_after(emulator, opted_out_at + 1.0, wa_id=target.lstrip("+")) == 0
+    with fresh(db_url) as conn:
+        left = conn.execute(
+            "SELECT status, count(*) FROM notifications WHERE to_wa_id = %s GROUP BY 1", (target,)
+        ).fetchall()
+    assert dict(left).get("queued", 0) == 0
+    assert emulator.stats()["duplicates"] == 0
+
+
+def test_a_template_switched_off_stops_held_rows_within_a_second(db_url, emulator, tmp_path) -> None:
+    emulator.configure(limits_enabled=False, latency_ms=10)
+    _seed(db_url, 1200)
+    drain = DrainThread(db_url, emulator, throughput_per_s=200, pair_per_s=None, journal_dir=tmp_path)
+    wait_until(lambda: emulator.stats()["total"] >= 100, what="sending to be under way")
+    with fresh(db_url) as conn:
+        conn.execute(
+            "UPDATE whatsapp_templates SET is_active = false WHERE template_name = 'welcome_message'"
+        )
+    switched_off_at = time.time()
+    drain.join()
+    assert received_after(emulator, switched_off_at + 1.0) == 0
+    left = counts(db_url)
+    assert left.get("sent", 0) == emulator.stats()["total"]
+    assert left.get("failed", 0) + left.get("sent", 0) == 1200
+
+
+def test_a_live_drain_keeps_its_lease_and_never_resends(db_url, emulator, tmp_path) -> None:
+    """A slow API and a short lease: the drain extends what it holds, and another drain (of another
+    sender, so no lock keeps them apart) never takes those rows."""
+    emulator.configure(limits_enabled=False, latency_ms=800)
+    _seed(db_url, 40)
+    common = dict(throughput_per_s=None, concurrency=2, batch_size=10, lease_s=2.0, heartbeat_s=0.2)
+    first = DrainThread(db_url, emulator, journal_dir=tmp_path, sender="a", **common)
+    time.sleep(3)
+    second = DrainThread(db_url, emulator, journal_dir=tmp_path, sender="b", **common)
+    first.join(), second.join()
+    assert counts(db_url) == {"sent": 40}
+    assert emulator.stats()["duplicates"] == 0
+
+
+def test_an_api_outage_fails_no_row(db_url, emulator, tmp_path) -> None:
+    emulator.configure(limits_enabled=False)
+    _seed(db_url, 200)
+    with FaultProxy(emulator.base_url) as proxy:
+        proxy.set_mode("refuse")
+        drain = DrainThread(
+            db_url,
+            emulator,
+            settings=client_settings(emulator, base_url=proxy.url),
+            throughput_per_s=50,
+            max_seconds=60,
+            breaker_max_wait_s=2,
+            journal_dir=tmp_path,
+        )
+        wait_until(lambda: events(db_url, "NOTIFY_CIRCUIT_OPEN"), what="the circuit breaker to open")
+        time.sleep(6)  # the outage goes on; the breaker probes
+        proxy.set_mode("pass")
+        report = drain.join()
+    assert report.stopped_by == "drained", report.as_dict()
+    assert counts(db_url) == {"sent": 200}, "an outage fails no row"
+    with fresh(db_url) as conn:
+        assert conn.execute("SELECT max(retry_count) FROM notifications").fetchone() == (0,)
+    assert events(db_url, "NOTIFY_CIRCUIT_CLOSED")
+    assert emulator.stats()["duplicates"] == 0
+
+
+def test_an_account_block_holds_the_sender_and_fails_nothing(db_url, emulator, tmp_path) -> None:
+    emulator.configure(limits_enabled=False)
+    emulator.add_fault(code=368)
+    _seed(db_url, 500)
+    report = run_drain(db_url, emulator, throughput_per_s=None, journal_dir=tmp_path)
+    assert report.stopped_by == "account_error"
+    assert counts(db_url) == {"queued": 500}, "the queue is intact"
+    with fresh(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM notifications WHERE locked_at IS NOT NULL").fetchone() == (
+            0,
+        )
+        assert conn.execute("SELECT kind, code FROM sender_holds").fetchall() == [("account", "368")]
+    again = run_drain(db_url, emulator, throughput_per_s=None, journal_dir=tmp_path)
+    assert again.stopped_by == "held" and again.claimed == 0, "a held sender sends nothing"
+
+
+def test_two_send_processes_for_one_sender_never_exceed_its_limit(db_url, emulator, tmp_path) -> None:
+    emulator.configure(limits_enabled=True, throughput_per_s=80)
+    _seed(db_url, 400)
+    cli = str(Path(sys.executable).parent / "notify-pipeline")
+    env = {
+        **os.environ,
+        "NOTIFY_DATABASE_URL": db_url,
+        "NOTIFY_DATA_DIR": str(tmp_path),
+        "WHATSAPP_API_BASE_URL": emulator.base_url,
+        "WHATSAPP_PHONE_NUMBER_ID": emulator.phone_number_id,
+        "WHATSAPP_ACCESS_TOKEN": emulator.token,
+    }
+    args = [cli, "send", "--throughput-per-s", "80", "--wait-for-sender", "60", "--max-seconds", "30"]
+    procs = [
+        subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    stats = emulator.stats()
+    assert stats["by_code"].get("130429", 0) == 0, "one drain per sender keeps the limit"
+    assert counts(db_url) == {"sent": 400}
+    assert stats["duplicates"] == 0
