@@ -1,0 +1,121 @@
+"""A serving drain (the long-lived send run): woken by an enqueue and by a deferral coming due,
+ended by its lifetime or a pause, handed over to a successor, and recovered after a SIGKILL.
+
+The slow poll is set far beyond each test's lifetime, so a row sent in time can only have been
+woken by NOTIFY or by the drain's own timer. How fast it wakes is a bench figure, not asserted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from notify_pipeline.engine.operations import set_paused
+from notify_pipeline_tests.drain_harness import DrainThread, counts, events, fresh, wait_until
+from notify_pipeline_tests.engine_support import (
+    enqueue,
+    enqueue_many,
+    load_demo_templates,
+    run_drain,
+    welcome,
+)
+
+pytestmark = pytest.mark.slow
+SERVE = dict(serve=True, idle_poll_s=600, throughput_per_s=None)
+
+
+def _started(db_url: str, count: int = 1) -> bool:
+    return len([e for e in events(db_url, "NOTIFY_WORKER_START") if "phase" not in e]) >= count
+
+
+def test_an_enqueue_wakes_an_idle_drain_and_the_lifetime_ends_it(db_url, emulator, tmp_path) -> None:
+    emulator.configure(limits_enabled=False)
+    with fresh(db_url) as conn:
+        load_demo_templates(conn)
+    drain = DrainThread(db_url, emulator, max_seconds=6, journal_dir=tmp_path, **SERVE)
+    wait_until(lambda: _started(db_url), what="the drain to start")
+    time.sleep(0.5)
+    with fresh(db_url) as conn:
+        enqueue(conn, welcome("+250788100001"))
+    wait_until(lambda: emulator.stats()["total"] == 1, timeout=5, what="the row to be sent")
+    report = drain.join()
+    assert report.stopped_by == "lifetime"
+    assert report.sent == 1 and counts(db_url) == {"sent": 1}
+
+
+def test_a_deferred_row_is_sent_when_it_comes_due(db_url, emulator, tmp_path) -> None:
+    emulator.configure(limits_enabled=False)
+    with fresh(db_url) as conn:
+        load_demo_templates(conn)
+        enqueue(conn, welcome("+250788100002"), {"delay_seconds": 2})
+    drain = DrainThread(db_url, emulator, max_seconds=6, journal_dir=tmp_path, **SERVE)
+    report = drain.join()
+    assert report.sent == 1, "the timer set to the earliest next_attempt_at woke the drain"
+    assert report.stopped_by == "lifetime"
+
+
+def test_a_pause_ends_a_serving_drain(db_url, emulator, tmp_path) -> None:
+    with fresh(db_url) as conn:
+        load_demo_templates(conn)
+    drain = DrainThread(db_url, emulator, max_seconds=60, journal_dir=tmp_path, **SERVE)
+    wait_until(lambda: _started(db_url), what="the drain to start")
+    with fresh(db_url) as conn:
+        set_paused(conn, True, "test", "test")
+    report = drain.join(timeout=10)
+    assert report.stopped_by == "paused"
+    assert not report.failed_on_fault, "a pause ends the run cleanly"
+
+
+def test_a_successor_takes_over_at_the_end_of_the_lifetime_with_nothing_lost_or_twice(
+    db_url, emulator, tmp_path
+) -> None:
+    emulator.configure(limits_enabled=False)
+    with fresh(db_url) as conn:
+        load_demo_templates(conn)
+    first = DrainThread(db_url, emulator, max_seconds=3, journal_dir=tmp_path, **SERVE)
+    wait_until(lambda: _started(db_url), what="the first drain to start")
+    second = DrainThread(db_url, emulator, max_seconds=6, lock_wait_s=30, journal_dir=tmp_path, **SERVE)
+    with fresh(db_url) as conn:
+        for i in range(40):  # a trickle across the handover
+            enqueue(conn, welcome(f"+25078820{i:04d}"))
+            time.sleep(0.15)
+    reports = [first.join(), second.join()]
+    assert [r.stopped_by for r in reports] == ["lifetime", "lifetime"]
+    assert sum(r.sent for r in reports) == 40 and all(r.sent > 0 for r in reports)
+    assert counts(db_url) == {"sent": 40}
+    assert emulator.stats()["duplicates"] == 0
+
+
+def test_a_killed_serving_drain_is_recovered_by_the_next_one(db_url, emulator, tmp_path) -> None:
+    emulator.configure(limits_enabled=False, latency_ms=200)
+    with fresh(db_url) as conn:
+        load_demo_templates(conn)
+        enqueue_many(conn, 300)
+    env = {
+        **os.environ,
+        "NOTIFY_DATABASE_URL": db_url,
+        "NOTIFY_DATA_DIR": str(tmp_path),
+        "WHATSAPP_API_BASE_URL": emulator.base_url,
+        "WHATSAPP_PHONE_NUMBER_ID": emulator.phone_number_id,
+        "WHATSAPP_ACCESS_TOKEN": emulator.token,
+    }
+    cli = str(Path(sys.executable).parent / "notify-pipeline")
+    worker = subprocess.Popen(
+        [cli, "send", "--serve", "--max-seconds", "120", "--concurrency", "10", "--throughput-per-s", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until(lambda: emulator.stats()["total"] >= 40, what="sending to be under way")
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(10)
+    report = run_drain(db_url, emulator, throughput_per_s=None, journal_dir=tmp_path)
+    assert report.rescued > 0, "the dead drain's claims were given back at once (its process is gone)"
+    assert counts(db_url) == {"sent": 300}, "nothing lost"
+    stats = emulator.stats()
+    assert stats["duplicates"] <= 10, "only requests in flight at the kill can go out twice"
