@@ -48,17 +48,35 @@ def pg_server_url() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+class ServerControl:
+    """Stop, start or restart the session's embedded PostgreSQL (fast shutdown: every connection
+    is cut at once)."""
+
+    def __init__(self, server: EmbeddedPostgres) -> None:
+        self.server = server
+
+    def _pg_ctl(self, *args: str) -> None:
+        self.server._pg_ctl(["-w", "-t", "60", "-m", "fast", "-l", str(self.server.logfile), *args])
+
+    def restart(self) -> None:
+        self._pg_ctl("restart")
+
+    def stop(self) -> None:
+        self._pg_ctl("stop")
+
+    def start(self) -> None:
+        self._pg_ctl("start")
+
+
 @pytest.fixture
-def restart_postgres(pg_server_url: str):
-    """Restart the test server (fast shutdown: every connection is cut), on the embedded server only."""
+def postgres_server(pg_server_url: str) -> Iterator[ServerControl]:
+    """Control of the test server, on the embedded server only; it is running again afterwards."""
     if not _EMBEDDED:
-        pytest.skip("restarting PostgreSQL needs the embedded server (NOTIFY_TEST_DATABASE_URL is set)")
-    server = _EMBEDDED[0]
-
-    def restart() -> None:
-        server._pg_ctl(["-w", "-t", "60", "-m", "fast", "-l", str(server.logfile), "restart"])
-
-    return restart
+        pytest.skip("stopping PostgreSQL needs the embedded server (NOTIFY_TEST_DATABASE_URL is set)")
+    control = ServerControl(_EMBEDDED[0])
+    yield control
+    if _EMBEDDED[0].running_pid() is None:
+        control.start()
 
 
 def create_database(server_url: str, template: str | None = None) -> str:

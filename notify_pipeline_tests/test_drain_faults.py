@@ -5,6 +5,7 @@ two senders for one sender id."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from notify_pipeline_tests.drain_harness import DrainThread, counts, events, fresh, received_after, wait_until
 from notify_pipeline_tests.engine_support import client_settings, enqueue_many, load_demo_templates, run_drain
 from notify_pipeline_tests.fault_proxy import FaultProxy
+from notify_pipeline_tests.support import free_port
 
 pytestmark = pytest.mark.slow
 CONCURRENCY = 64  # the default: what may be in flight when a fault strikes
@@ -41,13 +43,13 @@ def _drain_again(db_url: str, emulator, tmp_path: Path) -> None:
 
 
 def test_postgres_restart_mid_drain_records_every_accepted_send(
-    db_url, emulator, restart_postgres, tmp_path
+    db_url, emulator, postgres_server, tmp_path
 ) -> None:
     emulator.configure(limits_enabled=False, latency_ms=20)
     _seed(db_url, 3000)
     drain = DrainThread(db_url, emulator, throughput_per_s=None, journal_dir=tmp_path, max_seconds=120)
     wait_until(lambda: emulator.stats()["total"] >= 600, what="sending to be under way")
-    restart_postgres()
+    postgres_server.restart()
     report = drain.join()
     accepted = emulator.stats()["total"]
 
@@ -60,6 +62,46 @@ def test_postgres_restart_mid_drain_records_every_accepted_send(
     _drain_again(db_url, emulator, tmp_path)
     assert counts(db_url) == {"sent": 3000}, "nothing lost"
     assert emulator.stats()["duplicates"] <= CONCURRENCY
+
+
+def test_results_outlive_a_long_outage_in_the_journal_and_are_replayed(
+    db_url, emulator, postgres_server, tmp_path
+) -> None:
+    emulator.configure(limits_enabled=False, latency_ms=20)
+    _seed(db_url, 2000)
+    drain = DrainThread(db_url, emulator, throughput_per_s=None, journal_dir=tmp_path, db_retry_s=1.0)
+    wait_until(lambda: emulator.stats()["total"] >= 300, what="sending to be under way")
+    postgres_server.stop()
+    report = drain.join()
+    assert report.stopped_by in ("db_error", "lost_lock")
+    assert report.journaled > 0, "results the database could not take went to the journal"
+    assert list(tmp_path.glob("*.jsonl")), "the journal is on disk"
+    postgres_server.start()
+
+    replay = run_drain(db_url, emulator, throughput_per_s=None, journal_dir=tmp_path, rescue_after_s=0.5)
+    assert replay.replayed == report.journaled
+    assert not list(tmp_path.glob("*.jsonl")), "a replayed journal is removed"
+    assert counts(db_url) == {"sent": 2000}
+    assert emulator.stats()["duplicates"] <= CONCURRENCY
+    done = events(db_url, "NOTIFY_WORKER_DONE")
+    assert any(e.get("replayed_from_journal") for e in done), "the lost drain's end is recorded too"
+
+
+def test_send_with_the_database_down_prints_its_report_and_one_line(emulator, tmp_path) -> None:
+    cli = str(Path(sys.executable).parent / "notify-pipeline")
+    env = {
+        **os.environ,
+        "NOTIFY_DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/none",
+        "NOTIFY_DATA_DIR": str(tmp_path),
+        "WHATSAPP_API_BASE_URL": emulator.base_url,
+        "WHATSAPP_PHONE_NUMBER_ID": emulator.phone_number_id,
+        "WHATSAPP_ACCESS_TOKEN": emulator.token,
+    }
+    done = subprocess.run([cli, "send"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert json.loads(done.stdout)["stopped_by"] == "db_error"
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "cannot reach the queue database" in done.stderr
 
 
 def _drain_connections(conn, db_name: str) -> dict[str, int]:
