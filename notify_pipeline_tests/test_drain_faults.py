@@ -286,3 +286,70 @@ def test_two_send_processes_for_one_sender_never_exceed_its_limit(db_url, emulat
     assert stats["by_code"].get("130429", 0) == 0, "one drain per sender keeps the limit"
     assert counts(db_url) == {"sent": 400}
     assert stats["duplicates"] == 0
+
+
+def test_malformed_answers_never_kill_the_drain_or_strand_rows(db_url, emulator, tmp_path) -> None:
+    _seed(db_url, 60)
+    with FaultProxy(emulator.base_url) as proxy:
+        proxy.set_mode("garbage")
+        report = run_drain(
+            db_url,
+            emulator,
+            settings=client_settings(emulator, base_url=proxy.url),
+            throughput_per_s=None,
+            concurrency=2,
+            max_seconds=10,
+            breaker_after=1000,
+            journal_dir=tmp_path,
+        )
+    assert report.stopped_by in ("drained", "time_budget")
+    assert report.retried["timeout_ambiguous"] > 0, "each malformed answer is a typed, counted result"
+    with fresh(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM notifications WHERE locked_at IS NOT NULL").fetchone() == (
+            0,
+        )
+
+
+def test_huge_deferral_counts_and_throttling_never_overflow(db_url, emulator, tmp_path) -> None:
+    emulator.configure(limits_enabled=False)
+    emulator.add_fault(code=130429)
+    _seed(db_url, 20)
+    with fresh(db_url) as conn:
+        conn.execute("UPDATE notifications SET deferral_count = 100000")
+    report = run_drain(db_url, emulator, throughput_per_s=None, journal_dir=tmp_path)
+    assert report.stopped_by == "drained"
+    assert report.deferred["130429"] == 20
+    with fresh(db_url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM notifications WHERE status = 'queued' AND locked_at IS NULL "
+            "AND next_attempt_at > now()"
+        ).fetchone() == (20,)
+
+
+def test_a_failing_task_stops_the_drain_and_keeps_every_result(
+    db_url, emulator, tmp_path, monkeypatch
+) -> None:
+    """No silent deaths: a bug in the writer stops sending, is reported, and loses no result."""
+    emulator.configure(limits_enabled=False, latency_ms=5)
+    _seed(db_url, 300)
+    from notify_pipeline.engine import store
+
+    real = store.write_outcomes
+    calls = {"n": 0}
+
+    async def flaky(conn, outcomes, *, worker):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise ValueError("a bug in writing")
+        return await real(conn, outcomes, worker=worker)
+
+    monkeypatch.setattr(store, "write_outcomes", flaky)
+    report = run_drain(db_url, emulator, throughput_per_s=None, journal_dir=tmp_path)
+    monkeypatch.setattr(store, "write_outcomes", real)
+    assert report.stopped_by == "error" and "result writer failed" in report.fault
+    assert report.journaled > 0
+    assert events(db_url, "NOTIFY_WORKER_DONE")[-1]["stopped_by"] == "error"
+
+    _drain_again(db_url, emulator, tmp_path)
+    assert counts(db_url) == {"sent": 300}
+    assert emulator.stats()["duplicates"] == 0

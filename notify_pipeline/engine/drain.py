@@ -64,6 +64,8 @@ class _Drain:
         self.give_back: list[int] = []  # revoked while held: given back now, to be decided afresh
         self.events: list[tuple[str, dict]] = []  # written by the control loop
         self.templates_to_hold: list[tuple[str, str]] = []
+        self.writing: list[store.Outcome] = []  # the batch being written
+        self.results_closed = False
         self.halted_by_meta: outcomes.Halt | None = None
         limit = config.throughput_per_s
         self.throughput = Gcra(limit, max(1, int(limit / 20))) if limit else None
@@ -204,7 +206,7 @@ class _Drain:
         ok = ok and await self.writer.run(lambda c: store.record_event(c, "NOTIFY_WORKER_DONE", done))
         if not ok:
             journal.append(self.journal_dir, self.worker, [], [("NOTIFY_WORKER_DONE", done)])
-        self.report.journaled = self.writer.journaled
+        self.report.journaled += self.writer.journaled
 
     async def _replay_journal(self) -> None:
         for path in journal.pending(self.journal_dir):
@@ -343,20 +345,34 @@ class _Drain:
     # -- writing ----------------------------------------------------------------------------------
 
     async def _write_loop(self) -> None:
+        try:
+            await self._write_batches()
+        except Exception as exc:
+            # A bug in writing must not lose results: stop sending and keep what is left on disk.
+            self.abort("error", f"the result writer failed: {exc!r}")
+            left: list[store.Outcome] = [*self.writing]
+            while not self.results_closed and (item := await self.results.get()) is not None:
+                left.append(item)
+            journal.append(self.journal_dir, self.worker, left)
+            self.report.journaled += len(left)
+
+    async def _write_batches(self) -> None:
         closed = False
         while not closed:
             pending: list[store.Outcome] = []
             item = await _get(self.results, 0.05)
             while item is not _TIMEOUT:
                 if item is None:
-                    closed = True
+                    closed = self.results_closed = True
                     break
                 pending.append(item)
                 if len(pending) >= 1000 or self.results.empty():
                     break
                 item = self.results.get_nowait()
             if pending:
+                self.writing = pending
                 await self.writer.write(pending)
+                self.writing = []
                 self._count(pending)
             if self.templates_to_hold:
                 keys, self.templates_to_hold = self.templates_to_hold, []
