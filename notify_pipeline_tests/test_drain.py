@@ -263,9 +263,7 @@ def test_pause_flag_stops_a_running_drain_within_a_batch(queue, db_url, emulator
             set_paused(conn, True, "test", "tester")
 
     threading.Thread(target=pause_soon).start()
-    report = run_drain(
-        db_url, emulator, batch_size=50, concurrency=4, throughput_per_s=None, tick_s=0.05
-    )
+    report = run_drain(db_url, emulator, batch_size=50, concurrency=4, throughput_per_s=None, tick_s=0.05)
     assert report.stopped_by == "paused"
     counts = statuses(queue)
     assert 0 < counts["sent"] < 400

@@ -63,6 +63,7 @@ notifications = Table(
     Column("retry_count", Integer, nullable=False, server_default="0"),
     Column("deferral_count", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", TZ),
+    Column("expires_at", TZ),
     Column("locked_at", TZ),
     Column("locked_by", Text),
     Column("error_message", Text),
@@ -78,6 +79,14 @@ notifications = Table(
 )
 Index(
     "notifications_due_idx",
+    notifications.c.next_attempt_at,
+    notifications.c.id,
+    postgresql_where=notifications.c.status == QUEUED,
+)
+# The claim's order: most urgent band first, then due time (0005).
+Index(
+    "notifications_claim_idx",
+    notifications.c.priority.desc(),
     notifications.c.next_attempt_at,
     notifications.c.id,
     postgresql_where=notifications.c.status == QUEUED,
@@ -149,6 +158,15 @@ whatsapp_templates = Table(
     *_timestamps(),
     UniqueConstraint("template_key", "language", name="whatsapp_templates_key_language_key"),
     UniqueConstraint("template_name", "language", name="whatsapp_templates_name_language_key"),
+)
+
+# Default expiry of a notification by its template's category, when meta gives none (0005).
+template_category_defaults = Table(
+    "template_category_defaults",
+    metadata,
+    Column("category", Text, primary_key=True),
+    Column("expires_in_seconds", Integer),
+    Column("updated_at", TZ, nullable=False, server_default=text("now()")),
 )
 
 notification_audit_log = Table(

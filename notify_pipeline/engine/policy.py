@@ -1,15 +1,16 @@
 """What to do with a claimed notification before any HTTP call: send it, defer it, or fail it.
 
 Pure functions over the row, the contact's preferences and the template registry, so every rule
-is tested without a database or a server. Order matters: a message that can never go out (opt-out,
-bad payload, unusable template) fails before quiet hours would defer it.
+is tested without a database or a server. Order matters: a message past its expiry fails before
+anything else is looked at, and one that can never go out (opt-out, bad payload, unusable
+template) fails before quiet hours would defer it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
 
 from notify_pipeline.engine.quiet_hours import quiet_until
@@ -160,6 +161,17 @@ def _quiet(
     return quiet_until(now, config.default_timezone, *config.default_quiet_hours)
 
 
+def _expired(row: Mapping[str, Any], now: datetime) -> Verdict | None:
+    # A late one-time code or reminder does harm: whatever else holds for the row, it is not sent.
+    expires_at = row.get("expires_at")
+    if expires_at is None or now < expires_at:
+        return None
+    at = expires_at.astimezone(UTC)
+    return Verdict(
+        "fail", "expired", f"Expired at {at:%Y-%m-%d %H:%M:%S} UTC before it could be sent: not sent"
+    )
+
+
 def decide(
     row: Mapping[str, Any],
     contact: Contact | None,
@@ -168,6 +180,9 @@ def decide(
     config: PolicyConfig,
 ) -> Verdict:
     """The verdict for one claimed row (rate limits are applied afterwards, by the drain loop)."""
+    expired = _expired(row, now)
+    if expired is not None:
+        return expired
     try:
         request = send_request(row["id"], row["payload"])
     except ValueError as exc:

@@ -7,7 +7,7 @@ Revises: 0004
 from notify_pipeline.db.migrations.sqlfile import run_sql_file
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

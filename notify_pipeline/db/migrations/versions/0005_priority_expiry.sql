@@ -27,9 +27,8 @@ CREATE TRIGGER template_category_defaults_touch BEFORE UPDATE ON template_catego
 -- One-time codes are worthless after a few minutes (Meta's own code expiry is at most 90 minutes).
 INSERT INTO template_category_defaults (category, expires_in_seconds) VALUES ('AUTHENTICATION', 600);
 
--- queueNotification as in 0001 (its comment there lists the meta keys), plus meta.expires_in_seconds
--- (validated; else the default of the
--- template's category) stored as expires_at. Everything else is unchanged.
+-- queueNotification as in 0001 (its comment there lists the meta keys), plus meta.expires_in_seconds:
+-- validated, else the default of the template's category, stored as expires_at. Nothing else changes.
 CREATE OR REPLACE FUNCTION queuenotification(message jsonb, meta jsonb DEFAULT '{}'::jsonb) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
