@@ -119,3 +119,34 @@ def test_a_killed_serving_drain_is_recovered_by_the_next_one(db_url, emulator, t
     assert counts(db_url) == {"sent": 300}, "nothing lost"
     stats = emulator.stats()
     assert stats["duplicates"] <= 10, "only requests in flight at the kill can go out twice"
+
+
+def test_a_high_priority_row_overtakes_a_backlog(db_url, emulator, tmp_path) -> None:
+    """It waits behind at most what the drain already holds (about a second of sending), not
+    behind the backlog."""
+    emulator.configure(limits_enabled=False)
+    with fresh(db_url) as conn:
+        load_demo_templates(conn)
+        enqueue_many(conn, 1500)
+    rate = 200
+    drain = DrainThread(
+        db_url,
+        emulator,
+        serve=True,
+        max_seconds=20,
+        throughput_per_s=rate,
+        pair_per_s=None,
+        journal_dir=tmp_path,
+    )
+    wait_until(lambda: emulator.stats()["total"] >= 100, what="the backlog to be under way")
+    with fresh(db_url) as conn:
+        urgent = enqueue(conn, welcome("+250788900001"), {"priority": 100})
+    ahead_at_enqueue = emulator.stats()["total"]
+    wait_until(lambda: emulator.messages(biz_opaque_callback_data=str(urgent)), what="the urgent row")
+    with fresh(db_url) as conn:
+        set_paused(conn, True, "test over", "test")
+    drain.join()
+    order = [m["biz_opaque_callback_data"] for m in emulator.messages()]
+    position = order.index(str(urgent))
+    assert position - ahead_at_enqueue <= 2 * rate, f"it overtook the backlog (position {position})"
+    assert counts(db_url).get("queued", 0) > 500, "most of the backlog was still waiting"
