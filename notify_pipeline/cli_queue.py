@@ -203,12 +203,19 @@ def stop_command(reason) -> None:
 
 @click.command("resume")
 @click.option("--reason", required=True, help="Why it is safe again.")
-def resume_command(reason) -> None:
-    """Resume after an emergency stop: lift the pause, queue the held notifications again."""
-    from notify_pipeline.engine.operations import resume
+@click.option(
+    "--hold",
+    is_flag=True,
+    help="Lift this sender's auth or account hold (set when Meta refused the token or the account; "
+    "fix that first) instead of the emergency stop.",
+)
+def resume_command(reason, hold) -> None:
+    """Resume after an emergency stop: lift the pause, queue the held notifications again. With
+    --hold: lift the sender's auth or account hold instead (the two are kept apart)."""
+    from notify_pipeline.engine.operations import resume_sending
 
     with queue_connection("resume") as conn:
-        click.echo(f"sending resumed; {resume(conn, reason, 'cli')} held notification(s) queued again")
+        click.echo(resume_sending(conn, settings.sender_key(), reason, "cli", hold=hold).describe())
 
 
 @click.command("status")

@@ -40,7 +40,8 @@ def alert_resources(db_url: str, **thresholds) -> dict:
 def test_definitions_register_seven_running_sensors_with_env_only_secrets() -> None:
     defs = definitions.defs
     names = sorted(sensor.name for sensor in defs.sensors)
-    assert names == sorted([*(f"{name}_alert_sensor" for name in BY_NAME), "run_failure_alert_sensor"])
+    run_sensors = ["run_failure_alert_sensor", "run_recovery_alert_sensor"]
+    assert names == sorted([*(f"{name}_alert_sensor" for name in BY_NAME), *run_sensors])
     for sensor in defs.sensors:
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
         assert 30 <= sensor.minimum_interval_seconds <= 60
@@ -48,23 +49,10 @@ def test_definitions_register_seven_running_sensors_with_env_only_secrets() -> N
     sink = defs.resources["alert_sink"]
     assert sink.webhook_url_env == "NOTIFY_ALERT_WEBHOOK_URL" and "http" not in str(sink)
     assert defs.resources["alert_thresholds"].thresholds() == DEFAULTS
-    assert {job.name for job in sensors.MONITORED_JOBS} == {
-        "send_notifications_job",
-        "sweep_locks_job",
-        "retry_failed_job",
-        "emergency_stop_job",
-        "resume_job",
-        "send_test_notification_job",
-        "export_metrics_job",
-        "daily_report_job",
-        "export_summary_job",
-        "opt_out_contact_job",
-        "opt_in_contact_job",
-        "set_contact_preferences_job",
-        "bulk_quiet_hours_defaults_job",
-        "sync_templates_job",
-        "audit_log_cleanup_job",
-    }
+    # No job list: every job of the code location is watched, the asset jobs (UI materialisations,
+    # backfills) included. Dagster keeps the selection only in a private attribute.
+    assert sensors.run_failure_alert_sensor._monitored_jobs == []
+    assert not sensors.run_failure_alert_sensor._monitor_all_code_locations
 
 
 def test_thresholds_are_overridden_by_resource_config() -> None:
@@ -123,13 +111,17 @@ def test_the_registered_sensors_run_with_the_real_clock_and_no_webhook(db, db_ur
     assert row["alert_name"] == "oldest_queued" and row["state"] == "firing"
 
 
-def failure_context(instance, result, db_url) -> dg.RunFailureSensorContext:
+def failure_context(instance, result, db_url, **thresholds) -> dg.RunFailureSensorContext:
     return dg.build_run_status_sensor_context(
         sensor_name="run_failure_alert_sensor",
         dagster_instance=instance,
         dagster_run=result.dagster_run,
         dagster_event=result.get_run_failure_event(),
-        resources={"queue_db": QueueDatabase(url=db_url), "alert_sink": AlertSink(backoff_s=0)},
+        resources={
+            "queue_db": QueueDatabase(url=db_url),
+            "alert_sink": AlertSink(backoff_s=0),
+            "alert_thresholds": AlertThresholds(**thresholds),
+        },
     ).for_run_failure()
 
 
@@ -158,14 +150,14 @@ def test_a_send_run_failing_on_auth_says_refresh_the_token(
         text = message["text"]
         assert text.startswith(":x: RUN FAILED | send_notifications_job run ")
         assert "the Cloud API refused our credentials (" in text and "190" in text
-        assert "First check: Refresh WHATSAPP_ACCESS_TOKEN" in text
+        assert "First check: Refresh WHATSAPP_ACCESS_TOKEN" in text and "resume --hold" in text
         assert result.dagster_run.run_id in text
         assert "revoked-token-xyz" not in text
 
         sensors.run_failure_alert_sensor(failure_context(instance, result, db_url))  # redelivered event
     assert len(webhook_receiver.received) == 1, "a run is announced once"
     (row,) = alert_rows(db, "run_failure:send_notifications_job")
-    assert row["state"] == "resolved" and row["notifications"] == 1
+    assert row["state"] == "firing" and row["notifications"] == 1 and row["details"]["failures"] == 1
     assert row["details"]["run_id"] == result.dagster_run.run_id
     assert "s3cr3tT0k3n" not in json.dumps(row["details"])
 
@@ -189,3 +181,74 @@ def test_any_failed_job_posts_its_error_without_phone_numbers(
     assert "RuntimeError: recipient &lt;number&gt; broke the op" in text
     assert "788" not in text
     assert "First check: Open the run in Dagster" in text
+
+
+@dg.op
+def explode_again() -> None:
+    raise RuntimeError("the same cause")
+
+
+@dg.job
+def flaky_job() -> None:
+    explode_again()
+
+
+@dg.asset
+def broken_summary() -> None:
+    raise RuntimeError("summary query failed")
+
+
+def test_failures_of_a_job_are_one_episode_that_reminds_slowly_and_resolves_on_success(
+    db, db_url, webhook_receiver, webhook_url
+) -> None:
+    with dg.instance_for_test() as instance:
+        for _ in range(3):
+            failed = flaky_job.execute_in_process(instance=instance, raise_on_error=False)
+            sensors.run_failure_alert_sensor(failure_context(instance, failed, db_url))
+        (page,) = webhook_receiver.wait_for(1)
+        assert page["text"].startswith(":x: RUN FAILED | flaky_job run ")
+        (episode,) = alert_rows(db, "run_failure:flaky_job")
+        assert (episode["state"], episode["details"]["failures"], episode["notifications"]) == (
+            "firing",
+            3,
+            1,
+        )
+
+        # Past the reminder cadence, one more failure reminds (and says how many so far).
+        failed = flaky_job.execute_in_process(instance=instance, raise_on_error=False)
+        sensors.run_failure_alert_sensor(failure_context(instance, failed, db_url, alert_repeat_s=0.001))
+        reminder = webhook_receiver.wait_for(2)[1]["text"]
+        assert reminder.startswith(":warning: STILL FAILING (4 failed runs in ")
+
+        # An asset materialisation (a UI run or a backfill) is a job of its own: its own episode.
+        asset_job = dg.Definitions(assets=[broken_summary]).resolve_implicit_global_asset_job_def()
+        materialized = asset_job.execute_in_process(instance=instance, raise_on_error=False)
+        sensors.run_failure_alert_sensor(failure_context(instance, materialized, db_url))
+        asset_page = webhook_receiver.wait_for(3)[2]["text"]
+        assert "__ASSET_JOB run" in asset_page and "summary query failed" in asset_page
+        assert "materialise the failed partitions again" in asset_page
+
+        @dg.job(name="flaky_job")
+        def flaky_job_fixed() -> None:
+            pass
+
+        ok = flaky_job_fixed.execute_in_process(instance=instance)
+        recovered = dg.build_run_status_sensor_context(
+            sensor_name="run_recovery_alert_sensor",
+            dagster_instance=instance,
+            dagster_run=ok.dagster_run,
+            dagster_event=next(e for e in ok.all_events if e.event_type_value == "PIPELINE_SUCCESS"),
+            resources={"queue_db": QueueDatabase(url=db_url), "alert_sink": AlertSink(backoff_s=0)},
+        )
+        sensors.run_recovery_alert_sensor(recovered)
+        sensors.run_recovery_alert_sensor(recovered)  # nothing left to resolve: silent
+    resolved = webhook_receiver.wait_for(4)[3]["text"]
+    assert (
+        resolved.startswith(":white_check_mark: RESOLVED | flaky_job run ")
+        and "after 4 failed run(s)" in resolved
+    )
+    assert len(webhook_receiver.received) == 4
+    (episode,) = alert_rows(db, "run_failure:flaky_job")
+    assert episode["state"] == "resolved"
+    (asset_episode,) = alert_rows(db, "run_failure:__ASSET_JOB")
+    assert asset_episode["state"] == "firing"

@@ -1,15 +1,24 @@
 """The queue's Dagster wiring: jobs run in process against a real PostgreSQL and the emulator; the
-sensor decides against a real instance; secrets stay out of run config and event logs."""
+sensor decides against a real instance; secrets stay out of run config and event logs. Supervision
+in depth (handover, dead runs, holds, the sweep's gate): test_send_supervision.py."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import dagster as dg
 import yaml
 
 from notify_pipeline.defs.queue import jobs, schedules, sensors, test_notification
-from notify_pipeline.defs.queue.jobs import SENDER_TAG, RetryFailedConfig, SendConfig, StopConfig
+from notify_pipeline.defs.queue.jobs import (
+    SENDER_TAG,
+    ResumeConfig,
+    RetryFailedConfig,
+    SendConfig,
+    StopConfig,
+)
 from notify_pipeline.defs.resources import QueueDatabase
 from notify_pipeline.engine import operations
 from notify_pipeline_tests.engine_support import (
@@ -30,18 +39,33 @@ def all_event_text(result: dg.ExecuteInProcessResult) -> str:
     return " ".join(str(event) for event in result.all_events) + str(result.dagster_run.run_config)
 
 
-def test_send_job_drains_the_queue_and_reports_metadata(db, db_url, emulator) -> None:
+def test_send_job_serves_and_reports_metadata(db, db_url, emulator, monkeypatch) -> None:
+    """The real job with its default lifetime: the kill switch ends it once the rows are out."""
     load_demo_templates(db)
     emulator.configure(limits_enabled=False)
-    enqueue_many(db, 30)
-    result = jobs.send_notifications_job.execute_in_process(
-        resources=resources(db_url, emulator),
-        run_config=dg.RunConfig(ops={"send_due_notifications": SendConfig(max_seconds=20, trigger="test")}),
-    )
+    enqueue_many(db, 30, meta={"quiet_hours_override": True})
+    results: list[dg.ExecuteInProcessResult] = []
+
+    def run() -> None:
+        results.append(
+            jobs.send_notifications_job.execute_in_process(
+                resources=resources(db_url, emulator),
+                run_config=dg.RunConfig(ops={"send_due_notifications": SendConfig(trigger="test")}),
+            )
+        )
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    deadline = time.monotonic() + 30
+    while statuses(db) != {"sent": 30} and time.monotonic() < deadline:
+        time.sleep(0.1)
+    monkeypatch.setenv("NOTIFICATION_WORKER_CRON_ENABLED", "false")
+    runner.join(30)
+    (result,) = results
     assert result.success
     assert statuses(db) == {"sent": 30}
     summary = result.output_for_node("send_due_notifications")
-    assert summary["sent"] == 30 and summary["trigger"] == "test" and summary["stopped_by"] == "drained"
+    assert summary["sent"] == 30 and summary["trigger"] == "test" and summary["stopped_by"] == "disabled"
     metadata = next(
         e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"
     ).step_output_data.metadata
@@ -59,6 +83,7 @@ def test_send_job_fails_on_auth_errors_and_keeps_the_queue(db, db_url, emulator)
     assert not result.success
     failure = result.failure_data_for_node("send_due_notifications")
     assert "WHATSAPP_ACCESS_TOKEN" in failure.user_failure_data.description
+    assert "resume --hold" in failure.user_failure_data.description
     assert statuses(db) == {"queued": 5}
     assert "revoked-token-xyz" not in all_event_text(result)
 
@@ -67,28 +92,23 @@ def sensor_context(db_url: str, instance: dg.DagsterInstance) -> dg.SensorEvalua
     return dg.build_sensor_context(instance=instance, resources={"queue_db": QueueDatabase(url=db_url)})
 
 
-def test_sensor_launches_a_run_only_when_work_is_due(db, db_url) -> None:
+def test_sensor_keeps_a_send_run_alive_even_with_nothing_due(db, db_url) -> None:
     with dg.instance_for_test() as instance:
-        result = sensors.due_notifications_sensor(sensor_context(db_url, instance))
-        assert not result.run_requests and "no notification is due" in result.skip_reason.skip_message
-        enqueue_many(db, 3)
-        result = sensors.due_notifications_sensor(sensor_context(db_url, instance))
-        (request,) = result.run_requests
+        (request,) = sensors.due_notifications_sensor(sensor_context(db_url, instance)).run_requests
         assert request.tags[SENDER_TAG] == jobs.sender_tags()[SENDER_TAG]
-        assert request.tags["notify/due_at_launch"] == "3"
+        assert request.tags["dagster/max_runtime"] == str(SendConfig().max_runtime_s())
+        assert request.run_config["ops"]["send_due_notifications"]["config"]["trigger"] == "sensor"
 
 
-def test_sensor_waits_while_a_send_run_of_this_sender_is_active(db, db_url) -> None:
-    enqueue_many(db, 1)
+def test_sensor_waits_while_a_send_run_of_this_sender_is_launching(db, db_url) -> None:
     with dg.instance_for_test() as instance:
         instance.create_run_for_job(jobs.send_notifications_job, tags=jobs.sender_tags())
         result = sensors.due_notifications_sensor(sensor_context(db_url, instance))
         assert not result.run_requests
-        assert "still" in result.skip_reason.skip_message
+        assert "launching" in result.skip_reason.skip_message
 
 
 def test_sensor_respects_both_kill_switches(db, db_url, monkeypatch) -> None:
-    enqueue_many(db, 1)
     with dg.instance_for_test() as instance:
         operations.set_paused(db, True, "incident 42", "tester")
         result = sensors.due_notifications_sensor(sensor_context(db_url, instance))
@@ -133,7 +153,7 @@ def test_operator_jobs(db, db_url, emulator) -> None:
     assert stop.output_for_node("stop_sending") == 3
     assert operations.paused(db)[0]
     resume = jobs.resume_job.execute_in_process(
-        resources=res, run_config=dg.RunConfig(ops={"resume_sending": StopConfig(reason="drill over")})
+        resources=res, run_config=dg.RunConfig(ops={"resume_sending": ResumeConfig(reason="drill over")})
     )
     assert resume.output_for_node("resume_sending") == 3
     assert statuses(db) == {"queued": 3}
@@ -157,7 +177,9 @@ def test_send_test_notification_job_queues_a_test_message(db, db_url) -> None:
 def test_schedule_and_instance_limits() -> None:
     assert schedules.sweep_locks_schedule.cron_schedule == "*/5 * * * *"
     assert schedules.sweep_locks_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert sensors.due_notifications_sensor.minimum_interval_seconds == 15
     limits = yaml.safe_load((ROOT / "dagster.yaml").read_text())["concurrency"]["runs"][
         "tag_concurrency_limits"
     ]
-    assert {"key": SENDER_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
+    # The live send run and its successor, which waits on the sender lock.
+    assert {"key": SENDER_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 2} in limits

@@ -13,6 +13,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from notify_pipeline.engine.holds import Hold, active_hold, lift_hold
+
 EMERGENCY_STOP_CODE = "emergency_stop"
 # The runbook's wording, so its own resume statement still finds the rows we stopped.
 EMERGENCY_STOP_MESSAGE = "Emergency stop - manual intervention"
@@ -142,3 +144,55 @@ def resume(conn: psycopg.Connection, reason: str, actor: str) -> int:
         set_paused(conn, False, reason, actor)
         record(conn, "NOTIFY_EMERGENCY_RESUME", {"requeued": resumed, "reason": reason, "actor": actor})
     return resumed
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """What a resume did, and what it left in place (the pause and a sender hold are apart)."""
+
+    sender: str
+    hold: bool  # asked to lift the sender's hold (otherwise: the emergency stop)
+    requeued: int = 0  # rows the emergency stop held, queued again
+    was_paused: bool = False
+    lifted: Hold | None = None  # the hold lifted
+    still_paused: str | None = None  # the pause's reason, when a hold resume left it
+    still_held: Hold | None = None  # the hold a plain resume left
+
+    def describe(self) -> str:
+        if self.hold:
+            text = (
+                f"sender {self.sender}: lifted the {self.lifted.kind} hold set {self.lifted.since:%Y-%m-%d %H:%M} "
+                f"({self.lifted.reason}); send runs start again"
+                if self.lifted
+                else f"sender {self.sender} was not held: nothing to lift"
+            )
+            if self.still_paused is not None:
+                text += f"; sending is still paused ({self.still_paused}): `resume --reason ...` lifts that"
+            return text
+        if self.was_paused or self.requeued:
+            text = f"sending resumed; {self.requeued} held notification(s) queued again"
+        else:
+            text = "sending was not paused: nothing to resume"
+        if self.still_held:
+            text += (
+                f"; sender {self.sender} is still held ({self.still_held.kind}: {self.still_held.reason}): "
+                "fix it, then `notify-pipeline resume --hold --reason ...`"
+            )
+        return text
+
+
+def resume_sending(conn: psycopg.Connection, sender: str, reason: str, actor: str, *, hold: bool) -> Resumed:
+    """Resume with the CLI's and resume_job's meaning: by default lift the emergency stop (the pause
+    and the rows it held), with `hold` lift only the sender's auth or account hold instead."""
+    is_paused, pause_reason = paused(conn)
+    if hold:
+        lifted = lift_hold(conn, sender, reason, actor)
+        return Resumed(sender, True, lifted=lifted, still_paused=pause_reason if is_paused else None)
+    held = active_hold(conn, sender)
+    stopped = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM notifications WHERE status = 'failed' AND last_error_code = %s)",
+        (EMERGENCY_STOP_CODE,),
+    ).fetchone()[0]
+    if not is_paused and not stopped and held is not None:
+        return Resumed(sender, False, still_held=held)  # nothing of the stop's to undo: say what is
+    return Resumed(sender, False, resume(conn, reason, actor), is_paused, still_held=held)

@@ -1,4 +1,6 @@
-"""Alert sensors: one per alert (built by `alert_sensor`), and one for failed runs of the product's jobs.
+"""Alert sensors: one per alert (built by `alert_sensor`), and two for runs: failed runs of any job
+of the code location (asset jobs included) grouped into episodes per job, and the successful run
+that resolves a job's episode.
 
 Each alert sensor reads its snapshot under a short statement timeout, moves the alert's lifecycle
 one step (reporting/alerts/lifecycle.py) and returns a SensorResult whose skip reason says what it
@@ -16,17 +18,6 @@ import psycopg
 
 from notify_pipeline.db.connect import connect
 from notify_pipeline.defs.alerts.resources import AlertSink, AlertThresholds
-from notify_pipeline.defs.metrics.jobs import export_metrics_job
-from notify_pipeline.defs.operations.definitions_admin import ADMIN_JOBS
-from notify_pipeline.defs.queue.jobs import (
-    emergency_stop_job,
-    resume_job,
-    retry_failed_job,
-    send_notifications_job,
-    sweep_locks_job,
-)
-from notify_pipeline.defs.queue.test_notification import send_test_notification_job
-from notify_pipeline.defs.reporting.jobs import daily_report_job, export_summary_job
 from notify_pipeline.defs.resources import QueueDatabase
 from notify_pipeline.reporting.alerts import lifecycle, run_failures
 from notify_pipeline.reporting.alerts.catalog import ALERTS, AlertSpec
@@ -36,19 +27,6 @@ STATEMENT_TIMEOUT_MS = 5_000
 CONNECT_TIMEOUT_S = 10
 MINIMUM_INTERVAL_S = 60
 LOUD = {"fired", "reminded", "resolved", "error"}
-
-MONITORED_JOBS = [
-    send_notifications_job,
-    sweep_locks_job,
-    retry_failed_job,
-    emergency_stop_job,
-    resume_job,
-    send_test_notification_job,
-    export_metrics_job,
-    daily_report_job,
-    export_summary_job,
-    *ADMIN_JOBS,
-]
 
 
 def _open_db(queue_db: QueueDatabase, actor: str) -> Callable[[], AbstractContextManager[psycopg.Connection]]:
@@ -123,14 +101,19 @@ def _step_errors(context: dg.RunFailureSensorContext) -> tuple[str, ...]:
 
 @dg.run_failure_sensor(
     name="run_failure_alert_sensor",
-    monitored_jobs=MONITORED_JOBS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
-    description="Posts an alert with the job, run id and error when a run of the product's jobs fails; "
-    "a send run stopped by an auth error says to refresh WHATSAPP_ACCESS_TOKEN.",
+    description="Alerts on failed runs of every job of this code location, asset materialisations and "
+    "backfills included: the first failure of a job opens an episode and posts the job, run id, error "
+    "and what to do; more failures of that job while it is open are counted and only remind, at most "
+    "every alert_repeat_s. A send run stopped by Meta's refusal of the token or account says how to fix "
+    "it and lift the sender hold.",
 )
 def run_failure_alert_sensor(
-    context: dg.RunFailureSensorContext, queue_db: QueueDatabase, alert_sink: AlertSink
+    context: dg.RunFailureSensorContext,
+    queue_db: QueueDatabase,
+    alert_sink: AlertSink,
+    alert_thresholds: AlertThresholds,
 ) -> None:
     run = context.dagster_run
     failure = run_failures.RunFailure(
@@ -143,10 +126,34 @@ def run_failure_alert_sensor(
         alert_sink.sink(),
         lifecycle.utc_now(),
         secrets,
+        repeat_s=alert_thresholds.alert_repeat_s,
     )
-    if result.verdict is None:
-        context.log.info(f"run {run.run_id[:8]} of {run.job_name}: already announced")
+    if result.verdict is None or result.delivery is None:
+        context.log.info(f"run {run.run_id[:8]} of {run.job_name}: {result.note}")
         return
-    delivery = result.delivery.describe() if result.delivery else "not sent"
     note = f" ({result.note})" if result.note else ""
-    context.log.warning(f"RUN FAILED: {result.verdict.headline}; {delivery}{note}")
+    context.log.warning(f"RUN FAILED: {result.verdict.headline}; {result.delivery.describe()}{note}")
+
+
+@dg.run_status_sensor(
+    name="run_recovery_alert_sensor",
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Resolves a job's run-failure episode when a run of that job succeeds, with an "
+    "all-clear to the alert webhook.",
+)
+def run_recovery_alert_sensor(
+    context: dg.RunStatusSensorContext, queue_db: QueueDatabase, alert_sink: AlertSink
+) -> None:
+    run = context.dagster_run
+    result = run_failures.resolve(
+        _open_db(queue_db, "run_recovery_alert_sensor"),
+        run.job_name,
+        run.run_id,
+        alert_sink.sink(),
+        lifecycle.utc_now(),
+    )
+    if result is not None:
+        delivery = result.delivery.describe() if result.delivery else "nothing was paged"
+        context.log.info(f"RESOLVED run failures of {run.job_name}: {delivery}")

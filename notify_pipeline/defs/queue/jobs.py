@@ -11,8 +11,13 @@ from notify_pipeline.engine import operations
 from notify_pipeline.engine.drain import run_drain
 from notify_pipeline.engine.drain_config import DrainConfig
 
-# Run tag that dagster.yaml limits to one run per value: one send run per sender phone number.
+# Run tag that dagster.yaml limits per value: the send runs of one sender phone number.
 SENDER_TAG = "notify/sender"
+# Stopped this way, a send run ends as a success: it did its part (or had nothing it may do).
+CLEAN_STOPS = {"lifetime", "paused", "held", "disabled", "drained", "sender_busy", "time_budget"}
+# Added to a send run's lock wait and lifetime for its dagster/max_runtime tag: a backstop
+# only, for a run that hangs while alive (a live drain ends by itself).
+MAX_RUNTIME_GRACE_S = 300
 
 
 def sender_tags() -> dict[str, str]:
@@ -20,30 +25,60 @@ def sender_tags() -> dict[str, str]:
 
 
 class SendConfig(dg.Config):
+    lifetime_minutes: float = Field(
+        default=120.0,
+        ge=30,
+        le=24 * 60,
+        description="How long the run serves before it ends and its successor takes over.",
+    )
+    lock_wait_minutes: float = Field(
+        default=10.0,
+        ge=2,  # more than the sensor's handover lead: a successor must outwait its predecessor
+        le=24 * 60,
+        description="How long to wait for the sender's previous drain to let go of the sender lock.",
+    )
     batch_size: int = Field(default=200, ge=1, le=5000, description="Rows claimed per batch.")
     concurrency: int = Field(default=64, ge=1, le=512, description="Requests in flight.")
-    max_seconds: float = Field(default=50.0, gt=0, le=3600, description="Time budget of the drain.")
     throughput_per_s: float = Field(
         default=80.0, gt=0, le=1000, description="Sender limit (Meta: 80, up to 1,000)."
     )
     trigger: str = Field(default="manual", description="Recorded in NOTIFY_WORKER_START/DONE.")
 
+    def max_runtime_s(self) -> int:
+        """The run's dagster/max_runtime: lock wait, lifetime and a grace."""
+        return round((self.lock_wait_minutes + self.lifetime_minutes) * 60) + MAX_RUNTIME_GRACE_S
 
-@dg.op(tags={"kind": "whatsapp"})
-def send_due_notifications(
-    context: dg.OpExecutionContext, config: SendConfig, queue_db: QueueDatabase, whatsapp: WhatsAppCloudApi
-) -> dg.Output[dict]:
-    """Claim due notifications and send them until none is due or the time budget ends."""
-    drain_config = DrainConfig(
+
+def drain_config(
+    config: SendConfig, run_id: str, progress, *, lifetime_s: float | None = None
+) -> DrainConfig:
+    """The serving drain of a send run. `lifetime_s` overrides lifetime_minutes (tests only)."""
+    lifetime = lifetime_s if lifetime_s is not None else config.lifetime_minutes * 60
+    return DrainConfig(
+        serve=True,
+        max_seconds=lifetime,
+        lock_wait_s=config.lock_wait_minutes * 60,
         batch_size=config.batch_size,
         concurrency=config.concurrency,
-        max_seconds=config.max_seconds,
         throughput_per_s=config.throughput_per_s,
+        sender=settings.sender_key(),
+        run_id=run_id,
+        # run_failures.py finds a run's drain events by this name.
+        worker_id=f"dagster:{run_id[:8]}",
         trigger=config.trigger,
-        worker_id=f"dagster:{context.run_id[:8]}",
+        progress=progress,
     )
-    report = run_drain(queue_db.url, whatsapp.client_settings(), drain_config)
-    summary = report.as_dict()
+
+
+def serve_sender(
+    context: dg.OpExecutionContext, queue_db: QueueDatabase, whatsapp: WhatsAppCloudApi, config: DrainConfig
+) -> dg.Output[dict]:
+    """Run the drain; a success unless it stopped on a fault (then a Failure that says what to do)."""
+    context.log.info(
+        f"serving sender {config.sender} for {config.max_seconds / 60:.1f} min "
+        f"(waiting up to {config.lock_wait_s / 60:.1f} min for the sender lock)"
+    )
+    report = run_drain(queue_db.url, whatsapp.client_settings(), config)
     metadata = {
         "sent": report.sent,
         "failed": dg.MetadataValue.json(dict(report.failed)),
@@ -53,16 +88,52 @@ def send_due_notifications(
         "stopped_by": report.stopped_by,
         "duration_s": round(report.duration_s, 2),
     }
-    if report.auth_error:
-        raise dg.Failure(
-            description=f"The Cloud API refused our credentials: {report.auth_error}. Sending stopped; the "
-            f"queue is intact. Refresh WHATSAPP_ACCESS_TOKEN, then launch a send run.",
-            metadata=metadata,
+    if report.fault:
+        metadata["fault"] = report.fault
+    if report.failed_on_fault:
+        raise dg.Failure(description=_failure_text(report.stopped_by, report.fault), metadata=metadata)
+    if report.stopped_by not in CLEAN_STOPS:  # a stop this op does not know: say so, do not hide it
+        context.log.warning(f"the drain stopped by {report.stopped_by!r}: {report.fault}")
+    context.log.info(f"the drain ended ({report.stopped_by}): sent {report.sent}")
+    return dg.Output(report.as_dict(), metadata=metadata)
+
+
+def _failure_text(stopped_by: str, fault: str | None) -> str:
+    what = fault or stopped_by
+    if stopped_by == "auth_error":
+        return (
+            f"The Cloud API refused our credentials: {what}. Sending stopped and the sender is held, so "
+            "no send run starts until it is lifted; the queue is intact. Refresh WHATSAPP_ACCESS_TOKEN, "
+            "then `notify-pipeline resume --hold --reason ...` (or resume_job with hold: true)."
         )
-    return dg.Output(summary, metadata=metadata)
+    if stopped_by == "account_error":
+        return (
+            f"Meta refused the business account or sender number: {what}. Sending stopped and the sender "
+            "is held; the queue is intact. Fix the account in WhatsApp Manager, then `notify-pipeline "
+            "resume --hold --reason ...` (or resume_job with hold: true)."
+        )
+    return (
+        f"The send run stopped on a fault: {what}. Unsent rows were given back; due_notifications_sensor "
+        "launches the next send run."
+    )
 
 
-@dg.job(tags={"dagster/max_retries": "0"}, description="Claim-and-send until the queue has no due rows.")
+@dg.op(tags={"kind": "whatsapp"})
+def send_due_notifications(
+    context: dg.OpExecutionContext, config: SendConfig, queue_db: QueueDatabase, whatsapp: WhatsAppCloudApi
+) -> dg.Output[dict]:
+    """Serve the sender: take its lock (one drain per sender), send rows as they come due, wait for
+    work in between (woken by NOTIFY), and end cleanly when the lifetime ends or sending is paused,
+    held or switched off. A progress line a minute goes to the run's log."""
+    return serve_sender(context, queue_db, whatsapp, drain_config(config, context.run_id, context.log.info))
+
+
+@dg.job(
+    tags={"dagster/max_retries": "0"},
+    executor_def=dg.in_process_executor,
+    description="A long-lived send run for one sender: claims and sends as rows come due, "
+    "kept alive and handed over by due_notifications_sensor.",
+)
 def send_notifications_job() -> None:
     send_due_notifications()
 
@@ -82,7 +153,7 @@ def sweep_stale_locks(context: dg.OpExecutionContext, config: SweepConfig, queue
     return released
 
 
-@dg.job(description="Release stale claims (older than the lease).")
+@dg.job(executor_def=dg.in_process_executor, description="Release stale claims (older than the lease).")
 def sweep_locks_job() -> None:
     sweep_stale_locks()
 
@@ -116,7 +187,10 @@ def retry_failed_notifications(
     return count
 
 
-@dg.job(description="Re-queue failed notifications by time window, domain, error code or template.")
+@dg.job(
+    executor_def=dg.in_process_executor,
+    description="Re-queue failed notifications by time window, domain, error code or template.",
+)
 def retry_failed_job() -> None:
     retry_failed_notifications()
 
@@ -134,20 +208,40 @@ def stop_sending(context: dg.OpExecutionContext, config: StopConfig, queue_db: Q
     return stopped
 
 
-@dg.job(description="Emergency stop: pause sending and hold every waiting notification.")
+@dg.job(
+    executor_def=dg.in_process_executor,
+    description="Emergency stop: pause sending and hold every waiting notification.",
+)
 def emergency_stop_job() -> None:
     stop_sending()
 
 
+class ResumeConfig(dg.Config):
+    reason: str = Field(description="Why it is safe again: recorded with the resume.")
+    hold: bool = Field(
+        default=False,
+        description="Lift this sender's auth or account hold (after fixing the token or account) "
+        "instead of the emergency stop.",
+    )
+
+
 @dg.op
-def resume_sending(context: dg.OpExecutionContext, config: StopConfig, queue_db: QueueDatabase) -> int:
-    """Lift the pause and queue again the notifications the emergency stop held."""
+def resume_sending(context: dg.OpExecutionContext, config: ResumeConfig, queue_db: QueueDatabase) -> int:
+    """Lift the emergency stop and queue again the notifications it held; with hold, lift the
+    sender's auth or account hold instead (the two are kept apart)."""
+    actor = f"dagster:{context.run_id[:8]}"
     with queue_db.connection(actor=f"resume_job:{context.run_id[:8]}") as conn:
-        resumed = operations.resume(conn, config.reason, actor=f"dagster:{context.run_id[:8]}")
-    context.add_output_metadata({"requeued": resumed})
-    return resumed
+        done = operations.resume_sending(conn, settings.sender_key(), config.reason, actor, hold=config.hold)
+    context.log.info(done.describe())
+    context.add_output_metadata(
+        {"requeued": done.requeued, "hold_lifted": done.lifted is not None, "outcome": done.describe()}
+    )
+    return done.requeued
 
 
-@dg.job(description="Resume after an emergency stop.")
+@dg.job(
+    executor_def=dg.in_process_executor,
+    description="Resume after an emergency stop, or (hold: true) after an auth or account hold.",
+)
 def resume_job() -> None:
     resume_sending()

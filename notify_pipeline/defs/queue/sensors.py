@@ -1,10 +1,18 @@
-"""due_notifications_sensor: launch a send run when notifications are due and none is running."""
+"""due_notifications_sensor: keep one long-lived send run alive per sender, and hand it over.
+
+The decision is engine/supervision.py's; this module reads what it needs (Dagster's active send
+runs of this sender, their drains in send_workers, the sender lock, the switches) and acts on it.
+"""
+
+import time
 
 import dagster as dg
 
 from notify_pipeline.defs.queue.jobs import SENDER_TAG, SendConfig, send_notifications_job, sender_tags
 from notify_pipeline.defs.resources import QueueDatabase
-from notify_pipeline.engine.due import due_work
+from notify_pipeline.engine import supervision
+from notify_pipeline.engine.due import blocked_reason, drains_of_runs
+from notify_pipeline.engine.sender_lock import lock_held
 
 ACTIVE = [
     dg.DagsterRunStatus.QUEUED,
@@ -12,36 +20,59 @@ ACTIVE = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
+INTERVAL_S = 15
+
+
+def _run_state(record: dg.RunRecord, now: float) -> supervision.RunState:
+    started = record.dagster_run.status == dg.DagsterRunStatus.STARTED
+    age = now - record.start_time if started and record.start_time else None
+    return supervision.RunState(record.dagster_run.run_id, started, age)
+
+
+def launch_request(why: str, config: SendConfig | None = None) -> dg.RunRequest:
+    config = config or SendConfig(trigger="sensor")
+    return dg.RunRequest(
+        run_config=dg.RunConfig(ops={"send_due_notifications": config}),
+        tags={
+            **sender_tags(),
+            "dagster/max_runtime": str(config.max_runtime_s()),
+            "notify/launched_because": why[:200],
+        },
+    )
 
 
 @dg.sensor(
     job=send_notifications_job,
-    minimum_interval_seconds=10,
+    minimum_interval_seconds=INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Launches a send run when due notifications exist and this sender has none running. "
-    "Dagster's run-tag limit (dagster.yaml, notify/sender) guarantees one run per sender.",
+    description="Keeps one long-lived send run alive for this sender: launches one when none is "
+    "alive, its successor shortly before the live run's lifetime ends (dagster.yaml allows two runs "
+    "per sender for the handover; the sender lock lets one send), and marks a dead run failed "
+    "(sender lock free, heartbeat stale) before replacing it. Launches nothing while "
+    "NOTIFICATION_WORKER_CRON_ENABLED is false, sending is paused or the sender is held.",
 )
 def due_notifications_sensor(context: dg.SensorEvaluationContext, queue_db: QueueDatabase) -> dg.SensorResult:
-    tags = sender_tags()
-    active = context.instance.get_runs(
+    sender = sender_tags()[SENDER_TAG]
+    records = context.instance.get_run_records(
         filters=dg.RunsFilter(
-            job_name=send_notifications_job.name, statuses=ACTIVE, tags={SENDER_TAG: tags[SENDER_TAG]}
-        ),
-        limit=1,
-    )
-    if active:
-        return dg.SensorResult(
-            skip_reason=f"send run {active[0].run_id[:8]} is still {active[0].status.value}"
+            job_name=send_notifications_job.name, statuses=ACTIVE, tags={SENDER_TAG: sender}
         )
-    with queue_db.connection(actor="due_notifications_sensor") as conn:
-        due, why_not = due_work(conn)
-    if not due:
-        return dg.SensorResult(skip_reason=why_not)
-    return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(
-                run_config=dg.RunConfig(ops={"send_due_notifications": SendConfig(trigger="sensor")}),
-                tags={**tags, "notify/due_at_launch": str(due)},
-            )
-        ]
     )
+    now = time.time()
+    runs = [_run_state(record, now) for record in records]
+    with queue_db.connection(actor="due_notifications_sensor") as conn:
+        workers = drains_of_runs(conn, [run.run_id for run in runs])
+        held = lock_held(conn, sender)
+        blocked = blocked_reason(conn, sender)
+    decision = supervision.decide(runs, workers, lock_held=held, blocked=blocked)
+    for record in records:
+        if record.dagster_run.run_id in decision.dead:
+            context.instance.report_run_failed(
+                record.dagster_run,
+                "The send run's drain is gone (sender lock free, no heartbeat): the process died "
+                "(SIGKILL, OOM). Its claimed rows are given back by the next drain.",
+            )
+    (context.log.warning if decision.dead else context.log.debug)(decision.reason)
+    if decision.launch:
+        return dg.SensorResult(run_requests=[launch_request(decision.reason)])
+    return dg.SensorResult(skip_reason=decision.reason)

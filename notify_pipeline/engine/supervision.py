@@ -1,0 +1,98 @@
+"""Keep one send run alive per sender: what the supervising sensor should do on one tick.
+
+A pure decision over what the sensor reads (the sender's active send runs as Dagster reports
+them, the drain registry rows of those runs, whether any drain holds the sender lock, and why
+sending may be off), so it is tested without Dagster or a database:
+
+- no live run: launch one (unless a drain outside Dagster holds the sender lock);
+- the only live run's lifetime ends within `handover_lead_s`: launch its successor now, so it is
+  started and waiting on the sender lock when the old run lets go (the run-tag limit allows two);
+- a started run is dead (SIGKILL, OOM) when the sender lock is free and its heartbeat is stale, or
+  it never registered long after it started: mark it failed (it holds a run-tag slot) and count it
+  out of the live runs;
+- the kill switch, the operator's pause or a sender hold: launch nothing, and say which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# A successor is launched this long before its predecessor's lifetime ends: more than a run
+# launch takes (about 10 s, 60 s on a busy machine), so the successor waits on the lock in time.
+HANDOVER_LEAD_S = 90.0
+# Drains heartbeat every 5 s; a heartbeat this old, with the lock free, is a dead drain.
+STALE_HEARTBEAT_S = 30.0
+# A started run that has not registered a drain this long after starting is dead (registration
+# follows taking the lock, and a run waiting on the lock only waits while the lock is held).
+REGISTER_WITHIN_S = 180.0
+
+
+@dataclass(frozen=True)
+class RunState:
+    """An active send run as Dagster reports it."""
+
+    run_id: str
+    started: bool  # STARTED (False: queued, not started or starting: Dagster's own monitoring)
+    age_s: float | None  # seconds since the run started (None: not started)
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    """The drain registry row (send_workers) of a run; ages measured by the database clock."""
+
+    run_id: str
+    heartbeat_age_s: float
+    lifetime_left_s: float | None  # None: no lifetime recorded
+    ended: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    launch: bool
+    dead: tuple[str, ...]  # run ids to mark failed
+    reason: str  # what was seen and done, for the tick's text
+
+
+def is_dead(run: RunState, worker: WorkerState | None, lock_held: bool) -> bool:
+    if not run.started or lock_held:
+        return False
+    if worker is None:
+        return run.age_s is not None and run.age_s > REGISTER_WITHIN_S
+    return worker.heartbeat_age_s > STALE_HEARTBEAT_S
+
+
+def decide(
+    runs: Sequence[RunState],
+    workers: Sequence[WorkerState],
+    *,
+    lock_held: bool,
+    blocked: str | None,
+    handover_lead_s: float = HANDOVER_LEAD_S,
+) -> Decision:
+    """What to do on one tick for one sender. `blocked` is why sending is off (kill switch, pause,
+    hold), or None."""
+    by_run = {w.run_id: w for w in workers}
+    dead = tuple(r.run_id for r in runs if is_dead(r, by_run.get(r.run_id), lock_held))
+    live = [r for r in runs if r.run_id not in dead]
+    noted = f"; marked dead run(s) {', '.join(i[:8] for i in dead)} failed" if dead else ""
+    if blocked:
+        return Decision(False, dead, f"launching nothing: {blocked}{noted}")
+    if not live and lock_held:  # a drain outside these runs serves (`notify-pipeline send --serve`)
+        return Decision(False, dead, f"no send run is alive, but another drain holds the sender lock{noted}")
+    if not live:
+        return Decision(True, dead, f"no send run is alive: launching one{noted}")
+    if len(live) > 1:
+        names = ", ".join(r.run_id[:8] for r in live)
+        return Decision(False, dead, f"send runs {names} are alive (one serving, one taking over){noted}")
+    (run,) = live
+    worker = by_run.get(run.run_id)
+    if worker is None or worker.lifetime_left_s is None:
+        state = "started, waiting for the sender lock" if run.started else "launching"
+        return Decision(False, dead, f"send run {run.run_id[:8]} is {state}{noted}")
+    if worker.ended or worker.lifetime_left_s <= handover_lead_s:
+        ends = "has ended" if worker.ended else f"ends in {max(0, round(worker.lifetime_left_s))} s"
+        return Decision(True, dead, f"send run {run.run_id[:8]} {ends}: launching its successor{noted}")
+    return Decision(
+        False, dead, f"send run {run.run_id[:8]} is serving ({round(worker.lifetime_left_s)} s to go){noted}"
+    )
