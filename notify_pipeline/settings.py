@@ -32,6 +32,7 @@ ENVIRONMENT: dict[str, str] = {
     "WHATSAPP_HTTP_TRANSPORT": "aiohttp (default), httpx or aiohttp-native: the HTTP transport under the Cloud API client.",
     "NOTIFY_ALERT_WEBHOOK_URL": "Slack-compatible incoming webhook for alerts (secret). Unset: alerts are recorded only.",
     "NOTIFY_METRICS_TEXTFILE": "Prometheus textfile the metrics export writes. Default: <NOTIFY_DATA_DIR>/metrics/notify_pipeline.prom.",
+    "NOTIFY_SEND_LIFETIME_MINUTES": "How long each long-lived send run serves before its successor takes over (1 to 1440). Default 120.",
     "NOTIFY_PUSHGATEWAY_URL": "Prometheus Pushgateway the metrics export also pushes to (http://host:9091). Unset: no push.",
 }
 
@@ -78,6 +79,22 @@ def whatsapp_waba_id() -> str:
 def sender_key() -> str:
     """The sender phone number id that scopes send runs (one at a time per sender)."""
     return os.environ.get("WHATSAPP_PHONE_NUMBER_ID", "").strip() or "default"
+
+
+def send_lifetime_minutes() -> float:
+    """NOTIFY_SEND_LIFETIME_MINUTES: the lifetime of the send runs the sensor launches."""
+    raw = os.environ.get("NOTIFY_SEND_LIFETIME_MINUTES", "").strip()
+    if not raw:
+        return 120.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 1 <= value <= 1440:  # also refuses nan
+        raise ValueError(
+            f"NOTIFY_SEND_LIFETIME_MINUTES must be a number of minutes from 1 to 1440, not {raw!r}"
+        )
+    return value
 
 
 def report_timezone() -> str:

@@ -29,6 +29,10 @@ TINY = [
     "40",
     "--steady-seconds",
     "1",
+    "--wakeup-messages",
+    "5",
+    "--deferred-messages",
+    "2",
     "--ceiling-rows",
     "600",
 ]
@@ -42,6 +46,19 @@ def run_bench(server_url: str, tmp_path: Path, *args: str) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
+def assert_ordered_ms(summary: dict[str, Any], count: int) -> None:
+    """A summary_ms of `count` durations: every figure present and in order (no timing asserted)."""
+    assert summary["count"] == count
+    assert None not in (summary["p50_ms"], summary["p90_ms"], summary["p99_ms"], summary["max_ms"])
+    assert summary["p50_ms"] <= summary["p90_ms"] <= summary["p99_ms"] <= summary["max_ms"]
+
+
+def assert_served_and_paused(drain: dict[str, Any]) -> None:
+    """One serving drain ran the measurement and was ended by the bench's pause, with no fault."""
+    assert drain["mode"] == "serving" and drain["stopped_by"] == "paused"
+    assert drain["failed"] == {} and drain["retried"] == {} and drain["deferred"] == {}
+
+
 def assert_all_sent_once(cell: dict[str, Any], count: int) -> None:
     assert cell["sent"] == count and cell["not_sent"] == 0
     assert cell["queue_after"] == {"sent": count}
@@ -52,7 +69,7 @@ def assert_all_sent_once(cell: dict[str, Any], count: int) -> None:
 def test_the_command_line_shows_the_defaults_the_bench_uses() -> None:
     defaults = BenchOptions()
     shown = {p.name: p.default for p in bench.params if getattr(p, "show_default", False)}
-    assert len(shown) == 8 and set(shown) <= {f.name for f in fields(BenchOptions)}
+    assert len(shown) == 12 and set(shown) <= {f.name for f in fields(BenchOptions)}
     for name, value in shown.items():
         expected = getattr(defaults, name)
         assert (tuple(value) if isinstance(value, list | tuple) else value) == expected, name
@@ -80,11 +97,41 @@ def test_quick_bench_reports_every_section_with_counts_that_add_up(
     assert rate["achieved_per_s"] > 0 and rate["refused_130429"] >= 0
 
     latency = result["latency"]
-    assert latency["enqueued"] == 80 and latency["drains"] >= 1
-    assert latency["emulator"]["duplicates"] == 0
-    accepted = latency["enqueue_to_accepted"]
-    assert 0 < accepted["count"] <= 80
-    assert 0 <= accepted["p50_ms"] <= accepted["p99_ms"] <= accepted["max_ms"]
+    assert latency["enqueued"] == 80 and latency["all_settled"] is True
+    assert_served_and_paused(latency["drain"])
+    assert latency["drain"]["sent"] == 80 and latency["queue_after"] == {"sent": 80}
+    assert latency["emulator"]["accepted"] == 80 and latency["emulator"]["duplicates"] == 0
+    assert latency["refused_130429"] >= 0
+    assert_ordered_ms(latency["enqueue_to_accepted"], 80)
+    assert latency["enqueue_to_accepted"]["p50_ms"] >= 0
+
+    wakeup = result["wakeup"]
+    assert wakeup["idle_poll_s"] >= 600, "only NOTIFY and the timer may wake the drain"
+    assert wakeup["on_enqueue"]["messages"] == wakeup["on_enqueue"]["accepted"] == 5
+    assert wakeup["on_due"]["messages"] == wakeup["on_due"]["accepted"] == 2
+    assert wakeup["lost"] == 0 and wakeup["all_settled"] is True
+    assert_ordered_ms(wakeup["on_enqueue"]["commit_to_accepted"], 5)
+    assert_ordered_ms(wakeup["on_due"]["due_to_accepted"], 2)
+    assert wakeup["on_enqueue"]["commit_to_accepted"]["p50_ms"] > 0
+    # One more than counted: the first notification opens the drain's HTTP connection.
+    assert_served_and_paused(wakeup["drain"])
+    assert wakeup["queue_after"] == {"sent": 8} and wakeup["drain"]["sent"] == 8
+    assert wakeup["emulator"]["accepted"] == 8 and wakeup["emulator"]["duplicates"] == 0
+
+    urgent = result["priority"]
+    backlog, sent_behind = urgent["backlog"], urgent["backlog_sent"]
+    assert backlog == 2000 and urgent["otps"] == 2 and len(urgent["otp"]) == 2
+    assert urgent["otp_lost"] == 0 and urgent["all_settled"] is True
+    for otp in urgent["otp"]:
+        assert otp["commit_to_accepted_ms"] > 0 and otp["commit_to_claimed_ms"] is not None
+        assert 0 <= otp["backlog_waiting"] < backlog
+    assert_ordered_ms(urgent["commit_to_accepted"], 2)
+    assert urgent["max_ms"] == urgent["commit_to_accepted"]["max_ms"]
+    assert_served_and_paused(urgent["drain"])
+    # Nothing lost or sent twice: what the drain did not send went back to the queue.
+    assert urgent["queue_after"] == {"sent": sent_behind + 2, "queued": backlog - sent_behind}
+    assert urgent["emulator"]["accepted"] == sent_behind + 2 and urgent["emulator"]["duplicates"] == 0
+    assert urgent["refused_130429"] >= 0
 
     ceiling = result["ceiling"]
     for table in ("notifications", "bare_table"):
@@ -96,7 +143,11 @@ def test_quick_bench_reports_every_section_with_counts_that_add_up(
         "share_of_bound_50ms",
         "rate_limit_held",
         "latency_p99",
+        "wakeup_p99",
+        "otp_behind_backlog",
     }
+    for check in result["targets"].values():
+        assert check["met"] in (True, False) and check["value"] is not None
     with psycopg.connect(pg_server_url) as conn:
         left = conn.execute(
             "SELECT 1 FROM pg_database WHERE datname = %s", (result["database"]["scratch_database"],)

@@ -45,17 +45,22 @@ def wait_for_location(port: int, process: subprocess.Popen, timeout: float = 120
     raise AssertionError(f"code location did not load in {timeout}s: {last}")
 
 
-def wait_for_successful_send_run(port: int, process: subprocess.Popen, timeout: float = 90) -> list[dict]:
+def wait_for_a_serving_send_run(
+    port: int, db_url: str, process: subprocess.Popen, timeout: float = 90
+) -> list:
+    """A send run the sensor launched that is serving (started) and has sent demo rows."""
     deadline = time.monotonic() + timeout
     runs: list[dict] = []
     while time.monotonic() < deadline:
         assert process.poll() is None, "notify-pipeline dev exited early"
         response = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": RUNS_QUERY}, timeout=5)
         runs = response.json()["data"]["runsOrError"]["results"]
-        if any(run["status"] == "SUCCESS" for run in runs):
+        with psycopg.connect(db_url) as conn:
+            sent = conn.execute("SELECT count(*) FROM notifications WHERE status = 'sent'").fetchone()[0]
+        if sent and any(run["status"] == "STARTED" for run in runs):
             return runs
         time.sleep(2)
-    raise AssertionError(f"no successful send run within {timeout}s: {runs}")
+    raise AssertionError(f"no serving send run that sent the demo within {timeout}s: {runs}")
 
 
 @pytest.mark.slow
@@ -100,7 +105,8 @@ def test_dev_serves_the_ui_and_sends_the_demo_through_the_emulator(
                 name for (name,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'")
             }
         assert {"runs", "event_logs"} <= tables, "Dagster keeps its instance in PostgreSQL"
-        wait_for_successful_send_run(port, process)
+        runs = wait_for_a_serving_send_run(port, db_url, process)
+        assert len(runs) == 1, "one long-lived send run serves the sender"
         stats = httpx.get(f"http://127.0.0.1:{emulator_port}/_emulator/stats", timeout=5).json()
         assert stats["total"] > 0, "the sensor's send run delivered the demo to the emulator"
         with psycopg.connect(db_url) as conn:

@@ -42,8 +42,13 @@ def started(run_id: str = "run-a", age_s: float = 60.0) -> RunState:
     return RunState(run_id, True, age_s)
 
 
-def drain(run_id: str = "run-a", heartbeat_age_s: float = 2.0, left_s: float | None = 3600.0) -> WorkerState:
-    return WorkerState(run_id, heartbeat_age_s, left_s, False)
+def drain(
+    run_id: str = "run-a",
+    heartbeat_age_s: float = 2.0,
+    left_s: float | None = 3600.0,
+    holds_lock: bool = False,
+) -> WorkerState:
+    return WorkerState(run_id, heartbeat_age_s, left_s, False, holds_lock)
 
 
 @pytest.mark.parametrize(
@@ -59,7 +64,16 @@ def drain(run_id: str = "run-a", heartbeat_age_s: float = 2.0, left_s: float | N
         ([started(age_s=600)], [], True, False, (), "waiting for the sender lock"),
         ([started(age_s=600)], [], False, True, ("run-a",), "marked dead"),
         ([started()], [drain(heartbeat_age_s=120)], False, True, ("run-a",), "marked dead"),
-        ([started()], [drain(heartbeat_age_s=120)], True, False, (), "is serving"),
+        ([started()], [drain(heartbeat_age_s=120, holds_lock=True)], True, False, (), "is serving"),
+        # Silent, and the lock is someone else's (a successor took over): dead all the same.
+        (
+            [started(), started("run-b", 20)],
+            [drain(heartbeat_age_s=120), drain("run-b", holds_lock=True)],
+            True,
+            False,
+            ("run-a",),
+            "is serving",
+        ),
         ([started()], [drain(heartbeat_age_s=10)], False, False, (), "is serving"),
         (
             [started(), started("run-b", 20)],
@@ -93,7 +107,7 @@ LIFETIME_S = 3.0
 
 @dg.op
 def serve_briefly(context, queue_db: QueueDatabase, whatsapp: WhatsAppCloudApi):
-    """The send op's own path with a lifetime in seconds (operators get 30 minutes at least)."""
+    """The send op's own path with a lifetime in seconds (operators get a minute at least)."""
     config = jobs.drain_config(
         SendConfig(trigger="test"), context.run_id, context.log.info, lifetime_s=LIFETIME_S
     )
@@ -105,9 +119,16 @@ def brief_send_job() -> None:
     serve_briefly()
 
 
-def test_send_config_keeps_operators_to_half_an_hour_and_sets_the_backstop() -> None:
+def test_send_config_bounds_the_lifetime_and_sets_the_backstop(monkeypatch) -> None:
     with pytest.raises(Exception, match="lifetime_minutes"):
-        SendConfig(lifetime_minutes=5)
+        SendConfig(lifetime_minutes=0.5)
+    monkeypatch.setenv("NOTIFY_SEND_LIFETIME_MINUTES", "2")
+    assert settings.send_lifetime_minutes() == 2.0
+    for bad in ("0", "nan", "two", "99999"):
+        monkeypatch.setenv("NOTIFY_SEND_LIFETIME_MINUTES", bad)
+        with pytest.raises(ValueError, match="NOTIFY_SEND_LIFETIME_MINUTES must be"):
+            settings.send_lifetime_minutes()
+    monkeypatch.delenv("NOTIFY_SEND_LIFETIME_MINUTES")
     config = SendConfig()
     assert config.lifetime_minutes == 120
     assert config.max_runtime_s() == (120 + 10) * 60 + jobs.MAX_RUNTIME_GRACE_S
@@ -291,11 +312,21 @@ def send_run(instance, status=dg.DagsterRunStatus.STARTED) -> dg.DagsterRun:
     return instance.create_run_for_job(jobs.send_notifications_job, tags=jobs.sender_tags(), status=status)
 
 
-def register(db, run: dg.DagsterRun, heartbeat_ago_s: float, lifetime_left_s: float) -> None:
+def register(
+    db, run: dg.DagsterRun, heartbeat_ago_s: float, lifetime_left_s: float, backend_pid: int | None = None
+) -> None:
     db.execute(
-        "INSERT INTO send_workers (worker_id, sender, run_id, host, pid, heartbeat_at, lifetime_ends_at) "
-        "VALUES (%s, %s, %s, 'h', 1, now() - make_interval(secs => %s), now() + make_interval(secs => %s))",
-        (f"dagster:{run.run_id[:8]}", settings.sender_key(), run.run_id, heartbeat_ago_s, lifetime_left_s),
+        "INSERT INTO send_workers (worker_id, sender, run_id, host, pid, backend_pid, heartbeat_at, "
+        "lifetime_ends_at) VALUES (%s, %s, %s, 'h', 1, %s, now() - make_interval(secs => %s), "
+        "now() + make_interval(secs => %s))",
+        (
+            f"dagster:{run.run_id[:8]}",
+            settings.sender_key(),
+            run.run_id,
+            backend_pid,
+            heartbeat_ago_s,
+            lifetime_left_s,
+        ),
     )
 
 
@@ -317,7 +348,7 @@ def test_a_silent_run_holding_the_lock_is_left_alone_and_handed_over_in_time(
     with dg.instance_for_test() as instance, psycopg.connect(db_url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (lock_key(settings.sender_key()),))
         run = send_run(instance)
-        register(db, run, heartbeat_ago_s=120, lifetime_left_s=3000)
+        register(db, run, heartbeat_ago_s=120, lifetime_left_s=3000, backend_pid=holder.info.backend_pid)
         result = sensor_tick(db_url, instance)
         assert not result.run_requests and "is serving" in result.skip_reason.skip_message
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED

@@ -217,6 +217,7 @@ send_workers = Table(
     Column("run_id", Text),
     Column("host", Text, nullable=False),
     Column("pid", Integer, nullable=False),
+    Column("backend_pid", Integer),
     Column("trigger", Text),
     Column("started_at", TZ, nullable=False, server_default=text("now()")),
     Column("heartbeat_at", TZ, nullable=False, server_default=text("now()")),

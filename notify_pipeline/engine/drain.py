@@ -134,7 +134,7 @@ class _Drain:
                 self.claim_db, me=self.worker, silent_after_s=self.config.rescue_after_s
             )
             await workers.register(
-                self.claim_db,
+                control_conn,  # its backend holds the sender lock: the sensor matches the two
                 worker=self.worker,
                 sender=self.config.sender,
                 run_id=self.config.run_id,

@@ -36,8 +36,9 @@ def drains_of_runs(conn: psycopg.Connection, run_ids: Sequence[str]) -> list[Wor
         return []
     rows = conn.execute(
         "SELECT run_id, extract(epoch FROM now() - heartbeat_at)::float, "
-        "extract(epoch FROM lifetime_ends_at - now())::float, ended_at IS NOT NULL "
-        "FROM send_workers WHERE run_id = ANY(%s)",
+        "extract(epoch FROM lifetime_ends_at - now())::float, ended_at IS NOT NULL, "
+        "EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = w.backend_pid AND l.locktype = 'advisory' "
+        "AND l.granted) FROM send_workers w WHERE run_id = ANY(%s)",
         (list(run_ids),),
     ).fetchall()
     return [WorkerState(*row) for row in rows]

@@ -45,6 +45,7 @@ class WorkerState:
     heartbeat_age_s: float
     lifetime_left_s: float | None  # None: no lifetime recorded
     ended: bool
+    holds_lock: bool = False  # its control connection holds an advisory lock right now
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,13 @@ class Decision:
 
 
 def is_dead(run: RunState, worker: WorkerState | None, lock_held: bool) -> bool:
-    if not run.started or lock_held:
+    """A started run is dead when its drain went silent without holding the lock (whoever holds it
+    now, a successor included), or when it never registered while nobody held the lock."""
+    if not run.started:
         return False
     if worker is None:
-        return run.age_s is not None and run.age_s > REGISTER_WITHIN_S
-    return worker.heartbeat_age_s > STALE_HEARTBEAT_S
+        return not lock_held and run.age_s is not None and run.age_s > REGISTER_WITHIN_S
+    return not worker.ended and not worker.holds_lock and worker.heartbeat_age_s > STALE_HEARTBEAT_S
 
 
 def decide(

@@ -30,8 +30,9 @@ async def register(
     lifetime_s: float,
 ) -> None:
     await conn.execute(
-        "INSERT INTO send_workers (worker_id, sender, run_id, host, pid, trigger, lifetime_ends_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s)) "
+        "INSERT INTO send_workers (worker_id, sender, run_id, host, pid, backend_pid, trigger, "
+        "lifetime_ends_at) VALUES (%s, %s, %s, %s, %s, pg_backend_pid(), %s, "
+        "now() + make_interval(secs => %s)) "
         "ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now(), ended_at = NULL",
         (worker, sender, run_id, HOST, os.getpid(), trigger, lifetime_s),
     )

@@ -27,7 +27,7 @@ def sender_tags() -> dict[str, str]:
 class SendConfig(dg.Config):
     lifetime_minutes: float = Field(
         default=120.0,
-        ge=30,
+        ge=1,
         le=24 * 60,
         description="How long the run serves before it ends and its successor takes over.",
     )

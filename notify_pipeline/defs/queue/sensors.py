@@ -8,6 +8,7 @@ import time
 
 import dagster as dg
 
+from notify_pipeline import settings
 from notify_pipeline.defs.queue.jobs import SENDER_TAG, SendConfig, send_notifications_job, sender_tags
 from notify_pipeline.defs.resources import QueueDatabase
 from notify_pipeline.engine import supervision
@@ -30,7 +31,7 @@ def _run_state(record: dg.RunRecord, now: float) -> supervision.RunState:
 
 
 def launch_request(why: str, config: SendConfig | None = None) -> dg.RunRequest:
-    config = config or SendConfig(trigger="sensor")
+    config = config or SendConfig(trigger="sensor", lifetime_minutes=settings.send_lifetime_minutes())
     return dg.RunRequest(
         run_config=dg.RunConfig(ops={"send_due_notifications": config}),
         tags={

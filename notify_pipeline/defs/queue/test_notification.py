@@ -39,6 +39,8 @@ def queue_test_notification(
     return notification_id
 
 
-@dg.job(description="Queue a test notification (the runbook's manual test).")
+@dg.job(
+    description="Queue a test notification (the runbook's manual test).", executor_def=dg.in_process_executor
+)
 def send_test_notification_job() -> None:
     queue_test_notification()

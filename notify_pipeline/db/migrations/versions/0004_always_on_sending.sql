@@ -74,6 +74,7 @@ CREATE TABLE send_workers (
     run_id           text,
     host             text        NOT NULL,
     pid              integer     NOT NULL,
+    backend_pid      integer,     -- the control connection's server process: it holds the sender lock
     trigger          text,
     started_at       timestamptz NOT NULL DEFAULT now(),
     heartbeat_at     timestamptz NOT NULL DEFAULT now(),
