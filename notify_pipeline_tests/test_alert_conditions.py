@@ -7,10 +7,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from notify_pipeline.engine import operations
+from notify_pipeline.engine.holds import lift_hold
 from notify_pipeline.reporting.alerts import catalog
 from notify_pipeline.reporting.alerts.catalog import BY_NAME
 from notify_pipeline.reporting.alerts.codes import meaning
 from notify_pipeline.reporting.alerts.verdict import Verdict, duration
+from notify_pipeline.settings import sender_key
 from notify_pipeline.thresholds import DEFAULTS
 from notify_pipeline_tests.alert_support import add_rows, age_events, worker_start, worker_verdict
 
@@ -129,6 +131,21 @@ def test_worker_health_fires_only_when_work_waited_through_the_silence(db, monke
     monkeypatch.delenv("NOTIFICATION_WORKER_CRON_ENABLED")
     worker_start(db)
     assert check(db, "worker_health").headline.startswith("ok: last worker start")
+
+
+def test_worker_health_is_quiet_for_a_held_sender_and_counts_silence_from_a_resume(db) -> None:
+    worker_start(db, ago="20 minutes")
+    add_rows(db, 3, due="now() - interval '10 minutes'")
+    db.execute(
+        "INSERT INTO sender_holds (sender, kind, code, reason) VALUES (%s, 'auth', '190', 'x')",
+        (sender_key(),),
+    )
+    verdict = check(db, "worker_health")
+    assert not verdict.breached and "the sender is held because Meta auth refused (190)" in verdict.headline
+    lift_hold(db, sender_key(), "token fixed", "tester")
+    assert not check(db, "worker_health").breached, "a send run's normal start after a resume is no fault"
+    age_events(db, by="6 minutes")
+    assert check(db, "worker_health").breached, "but silence long after the resume is"
 
 
 def test_worker_health_counts_a_long_run_holding_fresh_claims_as_alive(db) -> None:

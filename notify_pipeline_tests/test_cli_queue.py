@@ -59,6 +59,17 @@ def test_enqueue_send_status(db, env, emulator) -> None:
     assert report["sent"] == 1 and report["trigger"] == "cli"
     assert statuses(db) == {"sent": 1}
     assert emulator.stats()["total"] == 1
+    after = cli("status", env=env).stdout
+    assert "Send runs (newest first)" in after and "drained" in after
+
+
+def test_status_names_a_sender_hold_and_how_to_lift_it(db, env) -> None:
+    db.execute(
+        "INSERT INTO sender_holds (sender, kind, code, reason) VALUES (%s, 'auth', '190', 'token expired')",
+        (env["WHATSAPP_PHONE_NUMBER_ID"],),
+    )
+    text = cli("status", env=env).stdout
+    assert "Sender HELD since" in text and "(190): token expired" in text and "resume --hold" in text
 
 
 def test_enqueue_bad_input_is_one_clear_line(env) -> None:

@@ -6,11 +6,14 @@ gauge counted deferred rows and raised "queue backed up" every night during quie
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import psycopg
+
+from notify_pipeline.engine.holds import Hold, active_hold
+from notify_pipeline.settings import sender_key
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,9 @@ class QueueStatus:
     in_flight: int
     oldest_due: datetime | None
     failure_rate: list[tuple[str, int, int, float]]
+    hold: Hold | None = None
+    # The latest drains: worker, run, heartbeat age (s), lifetime left (s), stopped_by (None: live).
+    drains: list[tuple[str, str | None, float, float | None, str | None]] = field(default_factory=list)
 
 
 def queue_status(conn: psycopg.Connection) -> QueueStatus:
@@ -47,7 +53,14 @@ def queue_status(conn: psycopg.Connection) -> QueueStatus:
         "round(100.0 * count(*) FILTER (WHERE status = 'failed') / count(*), 2)::float "
         "FROM notifications WHERE created_at > now() - interval '1 hour' GROUP BY domain ORDER BY 4 DESC, 1"
     ).fetchall()
-    return QueueStatus(paused, reason, events, depth, due, waiting, in_flight, oldest, rates)
+    drains = conn.execute(
+        "SELECT worker_id, run_id, round(extract(epoch FROM now() - heartbeat_at))::float, "
+        "round(extract(epoch FROM lifetime_ends_at - now()))::float, stopped_by FROM send_workers "
+        "WHERE sender = %s ORDER BY started_at DESC LIMIT 3",
+        (sender_key(),),
+    ).fetchall()
+    hold = active_hold(conn, sender_key())
+    return QueueStatus(paused, reason, events, depth, due, waiting, in_flight, oldest, rates, hold, drains)
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -61,8 +74,22 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 def render(status: QueueStatus) -> str:
     """A readable report for `notify-pipeline status`."""
     switch = f"PAUSED ({status.pause_reason})" if status.paused else "running"
-    parts = [
-        f"Sending: {switch}",
+    parts = [f"Sending: {switch}"]
+    if status.hold is not None:
+        hold = status.hold
+        parts.append(
+            f"Sender HELD since {hold.since:%Y-%m-%d %H:%M} UTC: Meta refused the {hold.kind} ({hold.code}): "
+            f"{hold.reason}. Fix it, then `notify-pipeline resume --hold --reason ...`"
+        )
+    parts += [
+        "",
+        "Send runs (newest first)",
+        _table(
+            ["worker", "run", "heartbeat_s_ago", "lifetime_left_s", "stopped_by"],
+            [[w, (r or "")[:8], hb, left, stop or "(serving)"] for w, r, hb, left, stop in status.drains],
+        )
+        if status.drains
+        else "  none yet",
         "",
         "Worker activity (last 5 minutes)",
         _table(["event", "trigger", "processed", "at"], [list(e) for e in status.worker_events])

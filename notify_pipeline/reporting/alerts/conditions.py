@@ -30,6 +30,8 @@ def _switched_off(s: Switches) -> str | None:
         return "NOTIFICATION_WORKER_CRON_ENABLED is false (the environment kill switch)"
     if s.paused:
         return f"sending is paused in queue_control ({s.pause_reason or 'no reason given'})"
+    if s.held:
+        return f"the sender is held because Meta {s.held} (lift with `notify-pipeline resume --hold`)"
     return None
 
 
@@ -148,8 +150,9 @@ def failure_rate(r: FailureReading, t: Thresholds) -> Verdict:
 
 def worker_health(r: WorkerReading, t: Thresholds) -> Verdict:
     """No NOTIFY_WORKER_START for worker_silence_s while sending is enabled, not paused, and work
-    has been due at least that long. A worker switched off or paused is silent on purpose, and
-    with nothing due the sensor starts no runs, so silence alone is not a fault."""
+    has been due at least that long. A worker switched off, paused or held is silent on purpose
+    (the hold has its own alert: the failed run), and silence counts from a resume, so a send
+    run's normal start after one is no fault."""
     limit = duration(t.worker_silence_s)
     numbers = {
         "last_start_age_s": r.last_start_age_s,
@@ -173,7 +176,7 @@ def worker_health(r: WorkerReading, t: Thresholds) -> Verdict:
         return Verdict(
             False,
             f"ok: no worker start for {duration(r.last_start_age_s)}, but no work has been due longer than "
-            f"{limit} (send runs start only when work is due)",
+            f"{limit}",
             numbers=numbers,
         )
     silent = "ever started" if r.last_start_age_s is None else f"started for {duration(r.last_start_age_s)}"

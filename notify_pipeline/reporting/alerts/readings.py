@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import psycopg
 
 from notify_pipeline.engine.drain_config import DrainConfig, worker_enabled
+from notify_pipeline.engine.holds import active_hold
 from notify_pipeline.engine.operations import EMERGENCY_STOP_CODE, paused
+from notify_pipeline.settings import sender_key
 from notify_pipeline.whatsapp.errors import throttling_codes
 
 # The claim lease of the engine: a claim older than this belongs to a dead worker.
@@ -33,6 +35,7 @@ class Switches:
     enabled: bool
     paused: bool
     pause_reason: str | None
+    held: str | None = None  # the sender hold (Meta refused the credentials or the account)
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,9 @@ class ThrottleReading:
 
 def switches(conn: psycopg.Connection) -> Switches:
     is_paused, reason = paused(conn)
-    return Switches(worker_enabled(), is_paused, reason)
+    hold = active_hold(conn, sender_key())
+    held = f"{hold.kind} refused ({hold.code}): {hold.reason}" if hold else None
+    return Switches(worker_enabled(), is_paused, reason, held)
 
 
 def read_queue(conn: psycopg.Connection) -> QueueReading:
@@ -118,9 +123,11 @@ def read_failures(conn: psycopg.Connection, window_s: float) -> FailureReading:
 
 
 def read_worker(conn: psycopg.Connection) -> WorkerReading:
+    # Silence counts from the last worker start, or from the moment sending became possible again
+    # (a resume, a lifted hold): a send run needs its normal start after either.
     start_age, claim_age, due, oldest = conn.execute(
         "SELECT (SELECT extract(epoch FROM now() - max(created_at))::float FROM observability_events "
-        "        WHERE event_type = 'NOTIFY_WORKER_START'), "
+        "        WHERE event_type IN ('NOTIFY_WORKER_START', 'NOTIFY_RESUMED', 'NOTIFY_SENDER_RELEASED')), "
         "       (SELECT extract(epoch FROM now() - max(locked_at))::float FROM notifications "
         "        WHERE status = 'queued' AND locked_at IS NOT NULL), "
         "       count(*), extract(epoch FROM now() - min(next_attempt_at))::float "
