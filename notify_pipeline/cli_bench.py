@@ -8,10 +8,13 @@ import click
 import psycopg
 from click.core import ParameterSource
 
+# As bench.options.SECTIONS (not imported here: the bench package is loaded only when it runs).
+SECTIONS = ("send_path", "rate_limit", "latency", "wakeup", "priority", "ceiling")
+
 
 @click.command("bench")
 @click.option(
-    "--quick", is_flag=True, help="Every measurement in miniature (about 10 s): a first look, or a test."
+    "--quick", is_flag=True, help="Every measurement in miniature (about 20 s): a first look, or a test."
 )
 @click.option(
     "--messages", type=int, default=10_000, show_default=True, help="Notifications per send-path measurement."
@@ -35,7 +38,7 @@ from click.core import ParameterSource
     type=float,
     default=80.0,
     show_default=True,
-    help="Limit (msg/s) for the rate-limit and latency measurements.",
+    help="Limit (msg/s) for the rate-limit, latency, wakeup and priority measurements.",
 )
 @click.option(
     "--rate-messages", type=int, default=800, show_default=True, help="Messages sent under the rate limit."
@@ -48,6 +51,34 @@ from click.core import ParameterSource
     help="How long the producer enqueues at --rate.",
 )
 @click.option(
+    "--wakeup-messages",
+    type=int,
+    default=50,
+    show_default=True,
+    help="Single enqueues (200 ms apart) that wake an idle serving drain.",
+)
+@click.option(
+    "--deferred-messages",
+    type=int,
+    default=10,
+    show_default=True,
+    help="Deferred notifications (1 s) whose coming due wakes an idle serving drain.",
+)
+@click.option(
+    "--priority-backlog",
+    type=int,
+    default=50_000,
+    show_default=True,
+    help="MARKETING rows queued ahead of the OTPs in the priority measurement.",
+)
+@click.option(
+    "--priority-otps",
+    type=int,
+    default=5,
+    show_default=True,
+    help="OTPs (priority 100, 2 s apart) enqueued behind the backlog.",
+)
+@click.option(
     "--ceiling-rows",
     type=int,
     default=20_000,
@@ -57,9 +88,9 @@ from click.core import ParameterSource
 @click.option(
     "--only",
     "sections",
-    type=click.Choice(["send_path", "rate_limit", "latency", "ceiling"]),
+    type=click.Choice(list(SECTIONS)),
     multiple=True,
-    help="Run only these measurements (repeat). Default: all four.",
+    help="Run only these measurements (repeat). Default: all six.",
 )
 @click.option("--base-url", help="Send to this Meta-compatible endpoint instead of starting the emulator.")
 @click.option(
@@ -81,9 +112,15 @@ def bench(quick: bool, base_url: str | None, token: str | None, no_pin: bool, **
       1. send_path   full send path, limits off, at each --latency-ms: messages/s, and at a
                      latency above 0 the share of the bound concurrency / latency
       2. rate_limit  emulator limits on, drain paced at --rate: achieved rate, 130429 refusals
-      3. latency     a producer enqueues at --rate while drains run: enqueue-to-accepted p50/p99
-      4. ceiling     a raw-SQL claim-and-mark loop, no HTTP: rows/s the database allows
-    Each of the spec's targets is checked under "targets". The full run takes 1-2 minutes.
+      3. latency     a producer enqueues at --rate while one serving drain runs (as the Dagster
+                     send run): enqueue-to-accepted p50/p90/p99/max
+      4. wakeup      an idle serving drain woken by single enqueues (NOTIFY) and by deferred
+                     rows coming due (its timer): commit (or due time) to accepted
+      5. priority    OTPs (priority 100) behind --priority-backlog MARKETING rows sent at
+                     --rate: commit to accepted per OTP, backlog rows still waiting
+      6. ceiling     a raw-SQL claim-and-mark loop, no HTTP: rows/s the database allows
+    Each target (the spec's, issue #9's) is checked under "targets". The full run takes about
+    1.5 minutes.
 
     With --base-url the send measurements go to that endpoint, real messages included: what
     needs the emulator's control API (setting latency, duplicates, 130429 counts, receive

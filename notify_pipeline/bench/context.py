@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,8 +13,11 @@ from notify_pipeline.bench import database
 from notify_pipeline.bench.endpoint import Endpoint
 from notify_pipeline.bench.options import BenchOptions
 from notify_pipeline.bench.workload import Workload, enqueue_all
-from notify_pipeline.engine.drain_config import DrainConfig
+from notify_pipeline.engine.drain import drain
+from notify_pipeline.engine.drain_config import DrainConfig, DrainReport
+from notify_pipeline.engine.operations import set_paused
 from notify_pipeline.engine.policy import PolicyConfig
+from notify_pipeline.whatsapp.client import ClientSettings, CloudApiClient
 
 # No default quiet hours for contacts without preferences (every bench recipient has some anyway).
 NO_DEFAULT_QUIET_HOURS = PolicyConfig(default_quiet_hours=None)
@@ -20,6 +25,12 @@ NO_DEFAULT_QUIET_HOURS = PolicyConfig(default_quiet_hours=None)
 THROUGHPUT_REFUSED = "130429"
 # A drain's time budget in the bench: generous, so a slow machine finishes rather than stops early.
 DRAIN_BUDGET_S = 600.0
+# A serving drain's slow poll in the bench: longer than any measurement, so that only an enqueue's
+# NOTIFY or the drain's timer for the earliest deferred row can wake it (a poll would hide a miss).
+SERVING_IDLE_POLL_S = 600.0
+# How long a serving drain may take to start (connect, take the sender lock, register).
+SERVING_START_S = 30.0
+PAUSE_REASON = "bench: end of the measurement"
 
 
 @dataclass
@@ -43,8 +54,14 @@ class BenchContext:
             self.endpoint.control.configure(**config)
             self.endpoint.control.reset()
 
-    def drain_config(self, *, throughput_per_s: float | None, pair_limit: bool) -> DrainConfig:
+    def drain_config(
+        self, *, throughput_per_s: float | None, pair_limit: bool, serve: bool = False
+    ) -> DrainConfig:
+        """A bounded drain (ends once nothing is due), or with `serve` a serving one as the Dagster
+        send run (waits for work; its lifetime is the bench's budget, and ServingDrain ends it)."""
         overrides: dict[str, Any] = {} if pair_limit else {"pair_per_s": None}
+        if serve:
+            overrides |= {"serve": True, "idle_poll_s": SERVING_IDLE_POLL_S}
         return DrainConfig(
             batch_size=self.options.batch_size,
             concurrency=self.options.concurrency,
@@ -86,3 +103,115 @@ class BenchContext:
 def throughput_refusals(counts: dict[str, Any]) -> int | None:
     """How many sends the emulator refused with 130429, from emulator_counts(); None if unknown."""
     return None if "skipped" in counts else counts["by_code"].get(THROUGHPUT_REFUSED, 0)
+
+
+class ServingDrain:
+    """One serving drain on its own task for the length of a measurement, as production runs it
+    (one long-lived drain per sender); an async context manager.
+
+    Entering starts it and returns once it holds the sender lock and has begun serving. `stop()`
+    (also called on leaving) ends it the way an operator would: the pause in queue_control, which
+    a serving drain obeys at once (the change arrives as a notification); the pause is then lifted.
+    """
+
+    def __init__(self, ctx: BenchContext, client: ClientSettings, config: DrainConfig) -> None:
+        if not config.serve:
+            raise ValueError("ServingDrain needs a serving DrainConfig (serve=True)")
+        self.ctx, self.client, self.config = ctx, client, config
+        self.report: DrainReport | None = None
+        self._api: CloudApiClient | None = None
+        self._task: asyncio.Task[DrainReport] | None = None
+
+    async def __aenter__(self) -> ServingDrain:
+        self._api = CloudApiClient(self.client)
+        await self._api.__aenter__()
+        self._task = asyncio.create_task(drain(self.ctx.url, self._api, self.config))
+        await self._until_serving()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            await self.stop()
+        finally:
+            if self._api is not None:
+                await self._api.__aexit__(None, None, None)
+
+    async def _until_serving(self) -> None:
+        assert self._task is not None
+        deadline = time.monotonic() + SERVING_START_S
+        while time.monotonic() < deadline:
+            if self._task.done():
+                report = self._task.result()
+                raise RuntimeError(
+                    f"the serving drain ended at its start: {report.stopped_by} {report.fault}"
+                )
+            started = self.ctx.conn.execute(
+                "SELECT 1 FROM observability_events WHERE event_type = 'NOTIFY_WORKER_START' "
+                "AND details ->> 'worker' = %s",
+                (self.config.worker_id,),
+            ).fetchone()
+            if started is not None:
+                return
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"the serving drain did not start within {SERVING_START_S:g} s")
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def stop(self) -> DrainReport:
+        """Pause, wait for the drain to end, lift the pause; the drain's report."""
+        if self.report is not None:
+            return self.report
+        assert self._task is not None
+        if not self._task.done():
+            set_paused(self.ctx.conn, True, PAUSE_REASON, "bench")
+            try:
+                self.report = await self._task
+            finally:
+                set_paused(self.ctx.conn, False, PAUSE_REASON, "bench")
+        else:
+            self.report = self._task.result()
+        return self.report
+
+
+def drain_summary(report: DrainReport) -> dict[str, Any]:
+    """What a measurement reports of its serving drain."""
+    done = report.as_dict()
+    keys = ("claimed", "sent", "failed", "deferred", "retried", "released", "stopped_by", "fault")
+    return {"mode": "serving", **{key: done[key] for key in keys}, "lifetime_ms": done["duration_ms"]}
+
+
+async def until_settled(conn: psycopg.AsyncConnection, ids: list[int], timeout_s: float) -> bool:
+    """Wait until none of `ids` is queued any more (sent or failed, written back); False on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        cur = await conn.execute(
+            "SELECT count(*) FROM notifications WHERE id = ANY(%s) AND status = 'queued'", (ids,)
+        )
+        row = await cur.fetchone()
+        if row is not None and row[0] == 0:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+
+
+def accepted_at(ctx: BenchContext, ids: list[int]) -> tuple[dict[int, float], str]:
+    """When each of `ids` was accepted (unix seconds; its first acceptance), and by whose clock:
+    the emulator's receive time, else (at an outside endpoint) the row's sent_at, which is later
+    by up to a write-back batch."""
+    wanted = set(ids)
+    times: dict[int, float] = {}
+    if ctx.endpoint.control is not None:
+        for message in ctx.endpoint.control.messages():
+            key = message.get("biz_opaque_callback_data")
+            if key is not None and key.isdigit() and int(key) in wanted and int(key) not in times:
+                times[int(key)] = message["received_at"]
+        return times, "emulator receive times"
+    rows = ctx.conn.execute(
+        "SELECT id, extract(epoch FROM sent_at)::float8 FROM notifications "
+        "WHERE id = ANY(%s) AND sent_at IS NOT NULL",
+        (ids,),
+    ).fetchall()
+    return {row_id: at for row_id, at in rows}, "notifications.sent_at (no emulator control API)"

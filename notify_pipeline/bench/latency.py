@@ -1,11 +1,11 @@
-"""Measurement 3: enqueue to accepted at a steady load while a send run is active.
+"""Measurement 3: enqueue to accepted at a steady load, with one serving drain as production runs.
 
 A producer enqueues one notification at a time at the configured rate (an application calling
-queueNotification) while drains run back to back with the same pacing as production (80/s, the
-emulator enforcing it too). A drain() ends once it finds nothing due and nothing in flight, so
-"a send run is active" is modelled by starting the next one at once, on the same HTTP client; the
-count of drains is reported. Latency is the emulator's receive time minus the row's created_at
-(at an outside endpoint: sent_at minus created_at, which includes the batched write-back).
+queueNotification) while ONE serving drain (serve=True, as the Dagster send run) is alive for the
+whole measurement, paced as in production (80/s, the emulator enforcing it too): each enqueue's
+NOTIFY wakes it. Once every row is sent the drain is ended by the operator's pause. Latency is the
+emulator's receive time minus the row's created_at (at an outside endpoint: sent_at minus
+created_at, which includes the batched write-back).
 """
 
 from __future__ import annotations
@@ -14,42 +14,37 @@ import asyncio
 from typing import Any
 
 from notify_pipeline.bench import database
-from notify_pipeline.bench.context import BenchContext, throughput_refusals
+from notify_pipeline.bench.context import (
+    BenchContext,
+    ServingDrain,
+    drain_summary,
+    throughput_refusals,
+    until_settled,
+)
 from notify_pipeline.bench.stats import rate_between, summary_ms
 from notify_pipeline.bench.workload import add_contacts, produce_steady
 from notify_pipeline.db.connect import connect_async
-from notify_pipeline.engine.drain import drain
-from notify_pipeline.engine.drain_config import DrainConfig
-from notify_pipeline.whatsapp.client import ClientSettings, CloudApiClient
+from notify_pipeline.engine.drain_config import DrainConfig, DrainReport
+from notify_pipeline.whatsapp.client import ClientSettings
 
-STOPS_THAT_END_THE_RUN = ("paused", "disabled", "auth_error")
+# After the producer's last enqueue, how long the rows may take to be sent (a backlog at the limit).
+SETTLE_S = 60.0
 
 
 async def _run(
     ctx: BenchContext, client: ClientSettings, config: DrainConfig, count: int, rate: float
-) -> tuple[list[int], int, list[str]]:
+) -> tuple[list[int], DrainReport, bool]:
     notifications = ctx.workload.take(count)
     add_contacts(ctx.conn, notifications)  # before the clock starts, as a signed-up user would have
     producer_conn = await connect_async(ctx.url, actor="bench-producer")
-    drains, stops = 0, list[str]()
     try:
-        async with CloudApiClient(client) as api:
-            producer = asyncio.create_task(produce_steady(producer_conn, notifications, rate))
-            while True:
-                finished = producer.done()
-                report = await drain(ctx.url, api, config)
-                drains += 1
-                if report.stopped_by not in stops:
-                    stops.append(report.stopped_by)
-                if report.stopped_by in STOPS_THAT_END_THE_RUN:
-                    producer.cancel()
-                    break
-                if finished and report.stopped_by == "drained":
-                    break
-            ids = await producer
+        async with ServingDrain(ctx, client, config) as serving:
+            ids = await produce_steady(producer_conn, notifications, rate)
+            settled = serving.running and await until_settled(producer_conn, ids, SETTLE_S + len(ids) / rate)
+            report = await serving.stop()
     finally:
         await producer_conn.close()
-    return ids, drains, stops
+    return ids, report, settled
 
 
 def _latencies(ctx: BenchContext, ids: list[int]) -> tuple[list[float], list[float], list[float]]:
@@ -76,9 +71,9 @@ def measure(ctx: BenchContext) -> dict[str, Any]:
     count = max(1, round(rate * options.steady_seconds))
     ctx.reset_emulator(limits_enabled=True, throughput_per_s=rate, latency_ms=0.0)
     database.clear_queue(ctx.conn)
-    config = ctx.drain_config(throughput_per_s=rate, pair_limit=True)
+    config = ctx.drain_config(throughput_per_s=rate, pair_limit=True, serve=True)
     client = ctx.endpoint.for_concurrency(options.concurrency)
-    ids, drains, stops = asyncio.run(_run(ctx, client, config, count, rate))
+    ids, report, settled = asyncio.run(_run(ctx, client, config, count, rate))
     to_accepted, to_sent, created = _latencies(ctx, ids)
     produced = rate_between(created)
     emulator = ctx.emulator_counts()
@@ -87,8 +82,8 @@ def measure(ctx: BenchContext) -> dict[str, Any]:
         "seconds": options.steady_seconds,
         "enqueued": len(ids),
         "enqueue_rate_per_s": round(produced, 2) if produced else None,
-        "drains": drains,
-        "drain_stops": stops,
+        "drain": drain_summary(report),
+        "all_settled": settled,
         "enqueue_to_accepted": summary_ms(to_accepted)
         if ctx.endpoint.control is not None
         else {"skipped": "no emulator control API at --base-url"},

@@ -1,4 +1,4 @@
-"""One bench run: a scratch database, the emulator (or a given endpoint), the four measurements."""
+"""One bench run: a scratch database, the emulator (or a given endpoint), the six measurements."""
 
 from __future__ import annotations
 
@@ -8,7 +8,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from notify_pipeline.bench import ceiling, database, latency, pinning, rate_limit, send_path, targets
+from notify_pipeline.bench import (
+    ceiling,
+    database,
+    latency,
+    pinning,
+    priority,
+    rate_limit,
+    send_path,
+    targets,
+    wakeup,
+)
 from notify_pipeline.bench.context import BenchContext
 from notify_pipeline.bench.endpoint import Endpoint, open_endpoint
 from notify_pipeline.bench.options import BenchOptions
@@ -26,13 +36,22 @@ def _settings(options: BenchOptions) -> dict[str, Any]:
         "rate_per_s": options.rate_per_s,
         "rate_messages": options.rate_messages,
         "steady_seconds": options.steady_seconds,
+        "wakeup_messages": options.wakeup_messages,
+        "wakeup_gap_s": options.wakeup_gap_s,
+        "deferred_messages": options.deferred_messages,
+        "deferred_delay_s": options.deferred_delay_s,
+        "priority_backlog": options.priority_backlog,
+        "priority_otps": options.priority_otps,
+        "priority_gap_s": options.priority_gap_s,
         "ceiling_rows": options.ceiling_rows,
         "sections": list(options.sections),
     }
 
 
 def _sends(options: BenchOptions) -> bool:
-    return any(options.runs(section) for section in ("send_path", "rate_limit", "latency"))
+    return any(
+        options.runs(section) for section in ("send_path", "rate_limit", "latency", "wakeup", "priority")
+    )
 
 
 @contextmanager
@@ -77,7 +96,7 @@ def run_bench(
 
 
 def _send_measurements(ctx: BenchContext, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Measurements 1 to 3, those that send (each only if selected)."""
+    """Measurements 1 to 5, those that send (each only if selected)."""
     options, results = ctx.options, {}
     if options.runs("send_path"):
         # Without the emulator's control API the latency cannot be set: one cell, as the endpoint answers.
@@ -92,4 +111,13 @@ def _send_measurements(ctx: BenchContext, progress: Callable[[str], None]) -> di
     if options.runs("latency"):
         progress(f"enqueue-to-accepted latency at {options.rate_per_s:g}/s")
         results["latency"] = latency.measure(ctx)
+    if options.runs("wakeup"):
+        progress(
+            f"wake-up of an idle serving drain: {options.wakeup_messages} enqueues, "
+            f"{options.deferred_messages} deferrals coming due"
+        )
+        results["wakeup"] = wakeup.measure(ctx)
+    if options.runs("priority"):
+        progress(f"{options.priority_otps} OTPs behind {options.priority_backlog:,} MARKETING rows")
+        results["priority"] = priority.measure(ctx)
     return results
