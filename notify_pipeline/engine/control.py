@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from notify_pipeline.engine import store, workers
 from notify_pipeline.engine.drain_config import worker_enabled
-from notify_pipeline.engine.sender_lock import CONTROL_CHANNEL, QUEUE_CHANNEL
+from notify_pipeline.engine.sender_lock import CONTROL_CHANNEL
 from notify_pipeline.engine.writer import DB_ERRORS, describe_db_error
 
 IDLE_TICK_S = 1.0
@@ -35,9 +35,8 @@ async def control_loop(d: _Drain) -> None:
         try:
             # With nothing in hand only the pause and holds need reading, and a change to either
             # arrives as a notification at once: tick slower, so an idle drain costs little.
-            seen = await d.control.wait(config.tick_s if d.holding else max(config.tick_s, IDLE_TICK_S))
-            if QUEUE_CHANNEL in seen:
-                d.wake.set()
+            tick = config.tick_s if d.holding else max(config.tick_s, IDLE_TICK_S)
+            seen = await d.control.wait(tick, on_queue=d.wake.set)
             if f"{CONTROL_CHANNEL}:whatsapp_templates" in seen:
                 d.reload_templates = True
             if not worker_enabled():

@@ -30,6 +30,7 @@ from notify_pipeline.engine import claim, holds, journal, outcomes, store, worke
 from notify_pipeline.engine.breaker import TRANSPORT_KINDS, Breaker
 from notify_pipeline.engine.control import control_loop
 from notify_pipeline.engine.drain_config import DrainConfig, DrainReport, worker_enabled
+from notify_pipeline.engine.handoff import Handoff
 from notify_pipeline.engine.policy import decide
 from notify_pipeline.engine.sender_lock import SenderControl
 from notify_pipeline.engine.writer import DB_ERRORS, ResultWriter, describe_db_error
@@ -56,7 +57,6 @@ class _Drain:
         self.closing = False
         self.wake = asyncio.Event()
         self.capacity = asyncio.Event()
-        self.sendable: asyncio.Queue[tuple[dict, Any] | None] = asyncio.Queue()
         self.results: asyncio.Queue[store.Outcome | None] = asyncio.Queue()
         self.holding: dict[int, dict] = {}  # handed to the senders, not yet finished
         self.revoked: set[int] = set()
@@ -69,6 +69,8 @@ class _Drain:
         self.halted_by_meta: outcomes.Halt | None = None
         limit = config.throughput_per_s
         self.throughput = Gcra(limit, max(1, int(limit / 20))) if limit else None
+        # Rows for the senders, paced, most urgent first: (row, verdict).
+        self.sendable = Handoff(self.throughput, pace=lambda: self.aborted is None)
         self.pair = Gcra(config.pair_per_s, config.pair_burst) if config.pair_per_s else None
         self.breaker = Breaker(config.breaker_after, config.breaker_max_wait_s)
         self.probing: asyncio.Task | None = None
@@ -173,8 +175,8 @@ class _Drain:
             self.abort("error", f"the claimer failed: {exc!r}")
         finally:
             self.halt("stopped")
-            for _ in senders:
-                await self.sendable.put(None)
+            # After every row in hand: the senders finish them (or give them back), then end.
+            await self.sendable.close(len(senders))
             await asyncio.gather(*senders, return_exceptions=True)
             if self.probing is not None:
                 self.probing.cancel()
@@ -227,7 +229,8 @@ class _Drain:
             if remaining <= 0:
                 self.halt("lifetime" if self.config.serve else "time_budget")
                 break
-            if len(self.holding) > ahead // 2:
+            # Top up little and often: a new priority row is claimed within a few sends.
+            if ahead - len(self.holding) < max(1, ahead // 8):
                 self.capacity.clear()
                 await _wait(self.capacity, min(0.1, remaining))
                 continue
@@ -277,7 +280,7 @@ class _Drain:
                 )
             elif verdict.action == "send":
                 self.holding[row["id"]] = row
-                await self.sendable.put((row, verdict))
+                await self.sendable.put(row.get("priority") or 0, (row, verdict))
             elif verdict.action == "defer":
                 await self.results.put(outcomes.deferred(row, verdict.until, verdict.reason, verdict.message))
             else:
@@ -286,7 +289,7 @@ class _Drain:
     # -- sending ----------------------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
-        while (item := await self.sendable.get()) is not None:
+        while (item := await self.sendable.take()) is not None:
             row, verdict = item
             try:
                 await self._send_one(row, verdict)
@@ -298,10 +301,6 @@ class _Drain:
                 self.capacity.set()
 
     async def _send_one(self, row: dict, verdict: Any) -> None:
-        if self.throughput is not None and self.aborted is None:
-            delay = self.throughput.reserve()
-            if delay > 0:
-                await asyncio.sleep(delay)
         while self.breaker.is_open and self.aborted is None:
             await _wait(self.breaker.closed, self.config.tick_s)
         if self.aborted is not None:

@@ -66,12 +66,15 @@ class SenderControl:
         await self.conn.execute(f"LISTEN {QUEUE_CHANNEL}")
         await self.conn.execute(f"LISTEN {CONTROL_CHANNEL}")
 
-    async def wait(self, timeout: float) -> set[str]:
-        """The notifications that arrive within `timeout` seconds, as {channel or channel:payload}.
-        Returns early once a control notification arrives (it needs acting on now)."""
+    async def wait(self, timeout: float, on_queue: Callable[[], None]) -> set[str]:
+        """The control notifications that arrive within `timeout` seconds, as {channel:payload}.
+        A queue notification calls `on_queue` at once (the claimer is waiting on it) and the wait
+        goes on; a control notification ends the wait early (it needs acting on now)."""
         seen: set[str] = set()
         async for note in self.conn.notifies(timeout=timeout):
-            seen.add(note.channel if not note.payload else f"{note.channel}:{note.payload}")
-            if note.channel == CONTROL_CHANNEL:
-                break
+            if note.channel == QUEUE_CHANNEL:
+                on_queue()
+                continue
+            seen.add(f"{note.channel}:{note.payload}")
+            break
         return seen

@@ -1,0 +1,58 @@
+"""The hand-off from claimer to senders, paced by the sender's throughput limit, most urgent first.
+
+A sender waits for its turn under the limit *before* it takes a row, and takes the most urgent
+row there is when its turn comes. So a priority row handed over behind a second of paced sending
+goes out at the next turn, not after every row the senders would otherwise already hold. A sender
+only asks for a turn while some row is not yet spoken for, so an idle drain reserves no turns and
+a burst of work never meets a pile of stale reservations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+from collections.abc import Callable
+from typing import Any
+
+from notify_pipeline.ratelimit import Gcra
+
+Item = tuple[float, int, Any]  # (-priority, hand-off order, payload); payload None ends a sender
+
+
+class Handoff:
+    def __init__(self, pacer: Gcra | None, pace: Callable[[], bool] = lambda: True) -> None:
+        self._heap: list[Item] = []
+        self._order = itertools.count()
+        self._ready = asyncio.Condition()
+        self._spoken_for = 0  # senders waiting for their turn, one row each
+        self._pacer, self._pace = pacer, pace
+
+    async def put(self, priority: float, payload: Any) -> None:
+        async with self._ready:
+            heapq.heappush(self._heap, (-priority, next(self._order), payload))
+            self._ready.notify()
+
+    async def close(self, senders: int) -> None:
+        """One end marker per sender, ordered after every row."""
+        for _ in range(senders):
+            await self.put(-math.inf, None)
+
+    async def take(self) -> Any:
+        """Wait for a row nobody has spoken for, then for this sender's turn; return the most
+        urgent row at that moment (or None: end)."""
+        async with self._ready:
+            await self._ready.wait_for(lambda: len(self._heap) > self._spoken_for)
+            self._spoken_for += 1
+        try:
+            if self._pacer is not None and self._pace():
+                delay = self._pacer.reserve()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+        finally:
+            async with self._ready:
+                self._spoken_for -= 1
+                item = heapq.heappop(self._heap)
+                self._ready.notify()
+        return item[2]
