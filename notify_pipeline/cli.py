@@ -179,8 +179,9 @@ def _register_commands() -> None:
     from notify_pipeline.cli_bench import bench
     from notify_pipeline.cli_diagnostics import diagnose
     from notify_pipeline.cli_queue import COMMANDS as QUEUE_COMMANDS
+    from notify_pipeline.cli_serve import serve_command
 
-    for command in [*QUEUE_COMMANDS, *ADMIN_COMMANDS, diagnose, bench]:
+    for command in [*QUEUE_COMMANDS, *ADMIN_COMMANDS, diagnose, bench, serve_command]:
         main.add_command(command)
 
 

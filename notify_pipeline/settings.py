@@ -28,6 +28,11 @@ ENVIRONMENT: dict[str, str] = {
     "WHATSAPP_ACCESS_TOKEN": "Bearer token for the Cloud API (secret). The emulator accepts this token too.",
     "WHATSAPP_WABA_ID": "WhatsApp Business Account id, for listing message templates.",
     "WHATSAPP_APP_SECRET": "App secret that signs webhooks (X-Hub-Signature-256); the emulator signs with it (secret).",
+    "WHATSAPP_WEBHOOK_VERIFY_TOKEN": "The token Meta's webhook subscription handshake must present (secret); unset: the handshake is refused.",
+    "NOTIFY_SERVE_HOST": "Address `notify-pipeline serve` listens on. Default 127.0.0.1.",
+    "NOTIFY_SERVE_PORT": "Port of `notify-pipeline serve`. Default 8090.",
+    "NOTIFY_OPT_OUT_KEYWORDS": "Comma-separated replies that opt a contact out (case and spacing ignored). Default STOP, STOP ALL, UNSUBSCRIBE, CANCEL, END, QUIT, OPT OUT.",
+    "NOTIFY_OPT_IN_KEYWORDS": "Comma-separated replies that opt a contact back in. Default START, UNSTOP, SUBSCRIBE, OPT IN.",
     "NOTIFICATION_WORKER_CRON_ENABLED": "false stops the sensor and any running send within a batch (kill switch).",
     "WHATSAPP_HTTP_TRANSPORT": "aiohttp (default), httpx or aiohttp-native: the HTTP transport under the Cloud API client.",
     "NOTIFY_ALERT_WEBHOOK_URL": "Slack-compatible incoming webhook for alerts (secret). Unset: alerts are recorded only.",
@@ -95,6 +100,17 @@ def send_lifetime_minutes() -> float:
             f"NOTIFY_SEND_LIFETIME_MINUTES must be a number of minutes from 1 to 1440, not {raw!r}"
         )
     return value
+
+
+def serve_host() -> str:
+    return os.environ.get("NOTIFY_SERVE_HOST", "").strip() or "127.0.0.1"
+
+
+def serve_port() -> int:
+    raw = os.environ.get("NOTIFY_SERVE_PORT", "").strip() or "8090"
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ValueError(f"NOTIFY_SERVE_PORT must be a port number from 1 to 65535, not {raw!r}")
+    return int(raw)
 
 
 def report_timezone() -> str:

@@ -74,6 +74,12 @@ notifications = Table(
     Column("dedupe_key", Text),
     Column("wa_message_id", Text),
     Column("sent_at", TZ),
+    Column("delivery_status", Text),
+    Column("delivered_at", TZ),
+    Column("read_at", TZ),
+    Column("failed_late_at", TZ),
+    Column("pricing_category", Text),
+    Column("billable", Boolean),
     *_timestamps(),
     UniqueConstraint("dedupe_key", name="notifications_dedupe_key_key"),
 )
@@ -128,6 +134,9 @@ contact_preferences = Table(
     Column("opt_out_reason", Text),
     Column("opted_in_at", TZ),
     *_timestamps(),
+    Column("last_inbound_at", TZ),
+    Column("marketing_opted_out", Boolean, nullable=False, server_default=text("false")),
+    Column("marketing_changed_at", TZ),
     UniqueConstraint("wa_id", name="contact_preferences_wa_id_key"),
 )
 Index(
@@ -294,3 +303,46 @@ alerts = Table(
 )
 Index("alerts_one_firing_idx", alerts.c.alert_name, unique=True, postgresql_where=alerts.c.state == "firing")
 Index("alerts_started_at_idx", alerts.c.started_at)
+
+# Every update Meta posted to the webhook, stored and applied (idempotent per update).
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    _id(),
+    Column("kind", Text, nullable=False),
+    Column("update_key", Text, nullable=False),
+    Column("wa_message_id", Text),
+    Column("wa_id", Text),
+    Column("status", Text),
+    Column("status_at", TZ),
+    Column("error_code", Text),
+    Column("error_message", Text),
+    Column("pricing_category", Text),
+    Column("billable", Boolean),
+    Column("payload", JSONB, nullable=False),
+    Column("received_at", TZ, nullable=False, server_default=text("now()")),
+    Column("applied_at", TZ),
+    Column("outcome", Text),
+    UniqueConstraint("kind", "update_key", name="webhook_events_update_key"),
+)
+Index(
+    "webhook_events_waiting_idx",
+    webhook_events.c.wa_message_id,
+    postgresql_where=text("applied_at IS NULL AND kind = 'status'"),
+)
+Index("webhook_events_received_at_idx", webhook_events.c.received_at)
+Index(
+    "notifications_delivery_idx",
+    notifications.c.sent_at,
+    postgresql_where=text("status = 'sent' AND delivery_status IS NULL"),
+)
+
+# Counters that only go up (one row per name and label set).
+notify_counters = Table(
+    "notify_counters",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("labels", JSONB, primary_key=True, server_default=text("'{}'::jsonb")),
+    Column("value", BigInteger, nullable=False, server_default="0"),
+    Column("updated_at", TZ, nullable=False, server_default=text("now()")),
+)
