@@ -177,3 +177,12 @@ def test_named_templates_without_components_check_names_from_the_variable_list()
 def test_a_definition_we_cannot_read_leaves_the_judgement_to_meta() -> None:
     carousel = registry(template(components=[{"type": "BODY", "text": "Hi {{1}}"}, {"type": "CAROUSEL"}]))
     assert decide(row(), KIGALI, carousel, DAY_IN_KIGALI, CONFIG).action == "send"
+
+
+def test_marketing_is_not_sent_to_a_contact_who_stopped_it_but_utility_is() -> None:
+    from dataclasses import replace as with_
+
+    stopped = with_(KIGALI, marketing_opted_out=True)
+    for category, expected in (("MARKETING", ("fail", "marketing_opted_out")), ("UTILITY", ("send", ""))):
+        verdict = decide(row(), stopped, registry(template(category=category)), DAY_IN_KIGALI, CONFIG)
+        assert (verdict.action, verdict.reason) == expected

@@ -195,6 +195,12 @@ def decide(
         if held is not None:
             return held
         template = templates[(row["template_name"], row["language"] or "en")]
+        if contact is not None and contact.marketing_opted_out and template.get("category") == "MARKETING":
+            return Verdict(
+                "fail",
+                "marketing_opted_out",
+                "Contact stopped marketing messages (Meta's user preference): MARKETING template not sent",
+            )
     until = _quiet(row, contact, template, now, config)
     if until is not None:
         return Verdict(

@@ -8,6 +8,7 @@ from notify_pipeline.whatsapp.errors import lookup
 # The product's own codes, as stored in notifications.last_error_code and audit details.
 OWN_REASONS: dict[str, str] = {
     "opted_out": "Contact opted out: not sent",
+    "marketing_opted_out": "Contact stopped marketing messages: MARKETING template not sent",
     "invalid_payload": "The stored payload is not a sendable message",
     "template_missing": "Template not in whatsapp_templates (sync or add it)",
     "template_inactive": "Template switched off (is_active = false)",

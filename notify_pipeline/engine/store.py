@@ -80,6 +80,8 @@ class Contact:
     quiet_hours_start: time | None
     quiet_hours_end: time | None
     timezone: str
+    marketing_opted_out: bool = False  # Meta's user preference: no MARKETING templates
+    last_inbound_at: datetime | None = None  # the contact's last message to us (24-hour window)
 
 
 @asynccontextmanager
@@ -141,8 +143,8 @@ async def hold_templates(conn: psycopg.AsyncConnection, keys: Sequence[tuple[str
 
 async def contacts(conn: psycopg.AsyncConnection, wa_ids: Sequence[str]) -> dict[str, Contact]:
     cur = await conn.execute(
-        "SELECT wa_id, opted_out, quiet_hours_start, quiet_hours_end, timezone "
-        "FROM contact_preferences WHERE wa_id = ANY(%s)",
+        "SELECT wa_id, opted_out, quiet_hours_start, quiet_hours_end, timezone, marketing_opted_out, "
+        "last_inbound_at FROM contact_preferences WHERE wa_id = ANY(%s)",
         (list(set(wa_ids)),),
     )
     return {wa_id: Contact(*rest) for wa_id, *rest in await cur.fetchall()}

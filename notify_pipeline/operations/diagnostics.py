@@ -49,6 +49,7 @@ _NETWORK_FIX = (
 )
 _OWN_FIXES = {
     "opted_out": "Respect it: the contact opted out. Opt them back in (mark_opted_in) only at their own request.",
+    "marketing_opted_out": "Respect it: the contact stopped marketing messages at Meta; utility and authentication still go.",
     "invalid_payload": "Fix the producer: the stored message cannot be sent; enqueue a corrected one.",
     "template_missing": "Sync the templates from Meta, or add this one to whatsapp_templates.",
     "template_inactive": "Switch the template on (is_active) if it should be used, or send another one.",

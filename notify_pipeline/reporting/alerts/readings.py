@@ -25,7 +25,7 @@ PAIR_LIMIT = "pair_limit"
 # Meta's own pair-limit code: its deferrals also point at hot recipients.
 META_PAIR_LIMIT = "131056"
 # Failures the product chose rather than suffered: not delivery failures.
-NOT_DELIVERY_FAILURES = ("opted_out", EMERGENCY_STOP_CODE)
+NOT_DELIVERY_FAILURES = ("opted_out", "marketing_opted_out", EMERGENCY_STOP_CODE)
 
 
 @dataclass(frozen=True)
