@@ -164,7 +164,16 @@ class Deployment:
         self.dagster_home.mkdir(parents=True, exist_ok=True)
         # A copy, not dev's symlink: the project's dagster.yaml may be edited while this runs.
         shutil.copy(ROOT / "dagster.yaml", self.dagster_home / "dagster.yaml")
-        command = [CLI, "dev", "--port", str(self.web_port), "--emulator-port", str(self.emulator_port)]
+        command = [
+            CLI,
+            "dev",
+            "--port",
+            str(self.web_port),
+            "--emulator-port",
+            str(self.emulator_port),
+            "--serve-port",
+            str(free_port()),
+        ]
         if not self.seed:
             command.append("--no-seed")
         self.log_path = self.data_dir / "dev.log"

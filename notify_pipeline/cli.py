@@ -90,9 +90,17 @@ def db_stop() -> None:
     type=int,
     help="Port of the Cloud API emulator (started unless WHATSAPP_API_BASE_URL is set).",
 )
+@click.option(
+    "--serve-port",
+    default=8090,
+    show_default=True,
+    type=int,
+    help="Port of `notify-pipeline serve` (Meta's webhooks; the emulator posts its receipts there).",
+)
 @click.option("--no-seed", is_flag=True, help="Do not seed the demo into an empty database.")
-def dev(host: str, port: int, emulator_port: int, no_seed: bool) -> None:
-    """Migrate, start the emulator, seed the demo, run the Dagster webserver and daemon."""
+def dev(host: str, port: int, emulator_port: int, serve_port: int, no_seed: bool) -> None:
+    """Migrate, start the emulator and the webhook service, seed the demo, run the Dagster
+    webserver and daemon."""
     from notify_pipeline.db.migrate import MigrationError
     from notify_pipeline.dev import run_dev
 
@@ -104,6 +112,7 @@ def dev(host: str, port: int, emulator_port: int, no_seed: bool) -> None:
                 host=host,
                 port=port,
                 emulator_port=emulator_port if use_emulator else None,
+                serve_port=serve_port,
                 seed=not no_seed and use_emulator,
             )
         )

@@ -9,6 +9,7 @@ code location at it, and seeds the demo data once, so the sensor launches send r
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -38,6 +39,8 @@ def dagster_home() -> Path:
 
 
 def dev_environment(queue_url: str, emulator_url: str | None) -> dict[str, str]:
+    """The children's environment. With the emulator, a local app secret and verify token are made
+    up when none is set: the emulator signs its webhooks and `serve` checks them, as with Meta."""
     env = {
         **os.environ,
         "NOTIFY_DATABASE_URL": queue_url,
@@ -52,6 +55,9 @@ def dev_environment(queue_url: str, emulator_url: str | None) -> dict[str, str]:
                 "WHATSAPP_API_BASE_URL": emulator_url,
                 "WHATSAPP_PHONE_NUMBER_ID": env.get("WHATSAPP_PHONE_NUMBER_ID") or DEFAULT_PHONE_NUMBER_ID,
                 "WHATSAPP_ACCESS_TOKEN": env.get("WHATSAPP_ACCESS_TOKEN") or DEV_TOKEN,
+                "WHATSAPP_APP_SECRET": env.get("WHATSAPP_APP_SECRET") or secrets.token_hex(16),
+                "WHATSAPP_WEBHOOK_VERIFY_TOKEN": env.get("WHATSAPP_WEBHOOK_VERIFY_TOKEN")
+                or secrets.token_hex(8),
             }
         )
     return env
@@ -76,7 +82,9 @@ def _code_location_args() -> list[str]:
     return ["-m", "notify_pipeline.definitions"]
 
 
-def run_dev(queue_url: str, *, host: str, port: int, emulator_port: int | None, seed: bool) -> int:
+def run_dev(
+    queue_url: str, *, host: str, port: int, emulator_port: int | None, serve_port: int, seed: bool
+) -> int:
     result = upgrade(queue_url)
     click.echo(f"queue database {urls.mask(queue_url)} at migration {result.after}")
     emulator_url = f"http://127.0.0.1:{emulator_port}" if emulator_port else None
@@ -88,9 +96,15 @@ def run_dev(queue_url: str, *, host: str, port: int, emulator_port: int | None, 
     bin_dir = Path(sys.executable).parent
     location = _code_location_args()
     commands = {}
+    webhook_url = f"http://127.0.0.1:{serve_port}/webhooks/whatsapp"
+    if env.get("WHATSAPP_APP_SECRET"):
+        commands["serve"] = [str(bin_dir / "notify-pipeline"), "serve", "--port", str(serve_port)]
+        click.echo(f"webhook service on {webhook_url}")
     if emulator_port:
-        # The token reaches the emulator through the environment, not the command line (ps shows that).
+        # Secrets reach the emulator through the environment, not the command line (ps shows that).
         commands["emulator"] = [str(bin_dir / "notify-pipeline"), "emulator", "--port", str(emulator_port)]
+        if "serve" in commands:
+            commands["emulator"] += ["--webhook-url", webhook_url]
         click.echo(f"Cloud API emulator on {emulator_url}")
     commands["daemon"] = [str(bin_dir / "dagster-daemon"), "run", *location]
     commands["webserver"] = [str(bin_dir / "dagster-webserver"), *location, "-h", host, "-p", str(port)]

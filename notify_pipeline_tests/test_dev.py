@@ -89,6 +89,8 @@ def test_dev_serves_the_ui_and_sends_the_demo_through_the_emulator(
             str(port),
             "--emulator-port",
             str(emulator_port),
+            "--serve-port",
+            str(free_port()),
         ],
         env=env,
         stdout=subprocess.PIPE,
