@@ -9,7 +9,7 @@ import psycopg
 from click.core import ParameterSource
 
 # As bench.options.SECTIONS (not imported here: the bench package is loaded only when it runs).
-SECTIONS = ("send_path", "rate_limit", "latency", "wakeup", "priority", "ceiling")
+SECTIONS = ("send_path", "rate_limit", "latency", "wakeup", "priority", "webhooks", "ceiling")
 
 
 @click.command("bench")
@@ -90,7 +90,7 @@ SECTIONS = ("send_path", "rate_limit", "latency", "wakeup", "priority", "ceiling
     "sections",
     type=click.Choice(list(SECTIONS)),
     multiple=True,
-    help="Run only these measurements (repeat). Default: all six.",
+    help="Run only these measurements (repeat). Default: all seven.",
 )
 @click.option("--base-url", help="Send to this Meta-compatible endpoint instead of starting the emulator.")
 @click.option(

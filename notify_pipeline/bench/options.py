@@ -7,7 +7,7 @@ from typing import Any
 
 from notify_pipeline.emulator.config import DEFAULT_PHONE_NUMBER_ID
 
-SECTIONS = ("send_path", "rate_limit", "latency", "wakeup", "priority", "ceiling")
+SECTIONS = ("send_path", "rate_limit", "latency", "wakeup", "priority", "webhooks", "ceiling")
 BENCH_TOKEN = "bench-token"
 # --quick: every measurement in miniature, for tests and a first look (about 20 s in all).
 QUICK: dict[str, Any] = {
@@ -19,6 +19,7 @@ QUICK: dict[str, Any] = {
     "priority_backlog": 2000,
     "priority_otps": 2,
     "priority_gap_s": 1.0,
+    "webhook_statuses": 600,
     "ceiling_rows": 2000,
 }
 
@@ -56,6 +57,10 @@ class BenchOptions:
     token: str = ""
     phone_number_id: str = DEFAULT_PHONE_NUMBER_ID
     pin: bool = True
+    # Status webhooks: this many single-status POSTs to `notify-pipeline serve`, this many at once.
+    webhook_statuses: int = 30_000
+    webhook_concurrency: int = 64
+    webhook_workers: int = 1  # processes of `notify-pipeline serve`
     sections: tuple[str, ...] = SECTIONS
 
     def __post_init__(self) -> None:
@@ -64,6 +69,9 @@ class BenchOptions:
             "batch_size",
             "concurrency",
             "rate_messages",
+            "webhook_statuses",
+            "webhook_concurrency",
+            "webhook_workers",
             "wakeup_messages",
             "deferred_messages",
             "priority_backlog",

@@ -18,6 +18,7 @@ from notify_pipeline.bench import (
     send_path,
     targets,
     wakeup,
+    webhooks,
 )
 from notify_pipeline.bench.context import BenchContext
 from notify_pipeline.bench.endpoint import Endpoint, open_endpoint
@@ -87,6 +88,12 @@ def run_bench(
                 output["transport"] = endpoint.client.transport
                 ctx = BenchContext(url, conn, Workload(catalog), endpoint, options)
                 output.update(_send_measurements(ctx, progress))
+            if options.runs("webhooks"):
+                progress(
+                    f"status webhooks: {options.webhook_statuses:,} single-status POSTs, "
+                    f"{options.webhook_concurrency} at once"
+                )
+                output["webhooks"] = webhooks.measure(ctx)
             if options.runs("ceiling"):
                 progress("raw-SQL claim-and-mark ceiling")
                 output["ceiling"] = ceiling.measure(ctx)

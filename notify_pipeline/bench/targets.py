@@ -11,6 +11,8 @@ MAX_P99_MS = 5000.0
 # Issue #9: an idle serving drain wakes on an enqueue well under a second ...
 MAX_WAKEUP_P99_MS = 1000.0
 # ... and an OTP (priority 100) behind any backlog is accepted "within about 1 s".
+MIN_WEBHOOK_PER_S = 3000
+MAX_WEBHOOK_P99_MS = 100.0
 MAX_OTP_MS = 1500.0
 
 
@@ -65,5 +67,14 @@ def check(results: dict[str, Any]) -> dict[str, Any]:
             worst,
             f"every OTP accepted <= {MAX_OTP_MS:.0f} ms after its commit, behind {urgent['backlog']:,} rows",
             worst <= MAX_OTP_MS and urgent["otp_lost"] == 0 if worst is not None else None,
+        )
+    hooks = results.get("webhooks")
+    if hooks:
+        rate, p99 = hooks["statuses_per_s"], hooks["answer"].get("p99_ms")
+        checks["webhook_statuses_per_s"] = _check(
+            rate,
+            f">= {MIN_WEBHOOK_PER_S:,} statuses/s, p99 < {MAX_WEBHOOK_P99_MS:.0f} ms, 0 lost "
+            f"(synchronous_commit {hooks['synchronous_commit']})",
+            rate >= MIN_WEBHOOK_PER_S and p99 is not None and p99 < MAX_WEBHOOK_P99_MS and hooks["lost"] == 0,
         )
     return checks
