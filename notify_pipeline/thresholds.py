@@ -2,7 +2,8 @@
 
 The runbook's numbers: queue depth over 1,000 for 5 minutes, oldest queued over an hour, failure
 rate over 20 % in an hour (5 % is the daily "should be below"), no worker start for 5 minutes,
-more than 50 opt-outs an hour, more than 10 rate-limit errors a minute. Sensors and asset checks
+more than 50 opt-outs an hour, more than 10 rate-limit errors a minute. Ours: no status webhook for
+15 minutes while at least 5 messages went out (a broken webhook subscription). Sensors and asset checks
 take these as configuration defaults; the Dagster config of each can override them.
 """
 
@@ -24,6 +25,9 @@ class Thresholds:
     throttled_per_minute: int = (
         10  # Meta's throttling codes (errors.throttling_codes()); our pair_limit is shown apart
     )
+    no_receipts_window_s: float = 900.0  # sends and status webhooks are looked at over this window
+    no_receipts_grace_s: float = 120.0  # ... sends younger than this are not counted (Meta had no time)
+    no_receipts_min_sent: int = 5  # fewer sends awaiting a status than this: no verdict
     summary_failure_rate_warn: float = 0.05  # daily summary asset check: warn above
     summary_failure_rate_error: float = 0.20  # ... error above
     alert_repeat_s: float = 1800.0  # while an alert lasts, remind at most this often

@@ -29,7 +29,7 @@ def check(db, name: str, thresholds=SMALL) -> Verdict:
     return BY_NAME[name].check(db, thresholds)
 
 
-def test_the_catalog_has_the_six_alerts_and_only_queue_depth_waits() -> None:
+def test_the_catalog_has_the_seven_alerts_and_only_queue_depth_waits() -> None:
     assert [spec.name for spec in catalog.ALERTS] == [
         "queue_depth",
         "oldest_queued",
@@ -37,6 +37,7 @@ def test_the_catalog_has_the_six_alerts_and_only_queue_depth_waits() -> None:
         "worker_health",
         "opt_out_spike",
         "throttling",
+        "no_receipts",
     ]
     assert BY_NAME["queue_depth"].hold_s(DEFAULTS) == DEFAULTS.queue_depth_for_s
     assert all(spec.hold_s(DEFAULTS) == 0 for spec in catalog.ALERTS if spec.name != "queue_depth")

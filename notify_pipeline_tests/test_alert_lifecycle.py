@@ -22,6 +22,7 @@ from notify_pipeline_tests.alert_support import (
     worker_start,
     worker_verdict,
 )
+from notify_pipeline_tests.receipt_support import any_status_arrives, sent_awaiting_receipts
 from notify_pipeline_tests.support import free_port
 
 SMALL = replace(
@@ -210,6 +211,7 @@ SEEDS = {
     "worker_health": (_silent_worker, worker_start),
     "opt_out_spike": (_opted_out, age_events),
     "throttling": (_throttled, lambda db: age_events(db, "2 minutes")),
+    "no_receipts": (lambda db: sent_awaiting_receipts(db, 5), any_status_arrives),
 }
 
 

@@ -45,6 +45,10 @@ def test_metric_families_have_the_runbook_names_types_and_labels(db) -> None:
         "notification_filtered_optout": ("gauge", set()),
         "notification_deferred_quiet_hours": ("gauge", set()),
         "notification_deferred": ("gauge", {"error_code"}),
+        # Receipts, conventional names (series notify_*_total), from the database's counters.
+        "notify_delivered": ("counter", set()),
+        "notify_read": ("counter", set()),
+        "notify_late_failed": ("counter", {"error_code"}),
     }
     assert set(families) == set(expected)
     for name, (kind, labels) in expected.items():

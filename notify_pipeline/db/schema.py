@@ -265,6 +265,16 @@ daily_domain_summary = Table(
     Column("latency_p99_ms", Float),
     Column("deferrals", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("computed_at", TZ, nullable=False, server_default=text("now()")),
+    # Receipts (0007): NULL on days built before it.
+    Column("delivered", Integer),
+    Column("read", Integer),
+    Column("late_failed", Integer),
+    Column("delivery_rate", Float),
+    Column("read_rate", Float),
+    Column("late_failure_rate", Float),
+    Column("delivery_latency_p50_ms", Float),
+    Column("delivery_latency_p95_ms", Float),
+    Column("delivery_latency_p99_ms", Float),
 )
 
 daily_error_code_breakdown = Table(

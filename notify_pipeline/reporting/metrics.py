@@ -17,6 +17,12 @@ the database, so any number of exporters agree, and a restart loses nothing.
 | `notification_filtered_optout` | gauge | | rows not sent because the contact opted out |
 | `notification_deferred_quiet_hours` | gauge | | quiet-hours deferrals in the last minute |
 | `notification_deferred` | gauge | `error_code` | deferrals and retries in the last minute, by reason or Meta code |
+| `notify_delivered_total` | counter | | messages Meta reported delivered (status webhooks) |
+| `notify_read_total` | counter | | messages Meta reported read |
+| `notify_late_failed_total` | counter | `error_code` | messages Meta accepted, then reported failed, by Meta's code |
+
+The `notify_*_total` counters are kept by the database (notify_counters), incremented in the
+transaction that applies a status webhook: they only go up, whatever happens to the rows later.
 """
 
 from __future__ import annotations
@@ -146,7 +152,24 @@ def families(snap: Snapshot) -> list[Metric]:
     counts = dict.fromkeys((*throttling_codes(), *DEFERRAL_REASONS), 0) | snap.deferred
     for code, count in sorted(counts.items()):
         deferred.add_metric([code], count)
-    return [depth, waiting, in_flight, oldest, sent, failed, latency, optout, quiet, deferred]
+    runbook = [depth, waiting, in_flight, oldest, sent, failed, latency, optout, quiet, deferred]
+    return [*runbook, *receipts(snap)]
+
+
+def receipts(snap: Snapshot) -> list[Metric]:
+    """Counters of what status webhooks reported; conventional names (prometheus_client adds _total)."""
+    delivered = CounterMetricFamily(
+        "notify_delivered", "Messages Meta reported delivered (read implies delivered).", value=snap.delivered
+    )
+    read = CounterMetricFamily("notify_read", "Messages Meta reported read.", value=snap.read)
+    late = CounterMetricFamily(
+        "notify_late_failed",
+        "Messages Meta accepted, then reported failed in a status webhook, by Meta's error code.",
+        labels=["error_code"],
+    )
+    for code, count in sorted(snap.late_failed.items()):
+        late.add_metric([code], count)
+    return [delivered, read, late]
 
 
 def build_registry(source: psycopg.Connection | Snapshot) -> CollectorRegistry:

@@ -5,7 +5,9 @@ Every query runs each minute, so each one stays on an index the schema already h
 - queue depth: the partial claim index (`notifications_due_idx`, queued rows only);
 - failures and opt-outs: the partial index of failed rows (`notifications_failed_idx`);
 - worker run durations: `observability_events (event_type, created_at)`;
-- deferrals: the audit log's `created_at` index, over a trailing window only.
+- deferrals: the audit log's `created_at` index, over a trailing window only;
+- receipts (delivered, read, late failures): notify_counters, a handful of rows the database
+  increments as it applies status webhooks, so they only go up.
 
 The one unbounded scan is the sent counter: a cumulative count of sent rows cannot be windowed
 without breaking counter semantics, and no index holds sent rows alone. The snapshot runs under
@@ -87,6 +89,10 @@ SELECT event_type, coalesce(details->>'error_code', 'none'), count(*)
  GROUP BY 1, 2
 """
 
+# Counters the database keeps (notify_counters, migration 0006): one row per name and label set.
+RECEIPT_COUNTERS = ("delivered", "read", "late_failed")
+COUNTERS = "SELECT name, labels, value FROM notify_counters WHERE name = ANY(%(names)s)"
+
 
 @dataclass(frozen=True)
 class LatencyHistogram:
@@ -111,6 +117,9 @@ class Snapshot:
     deferred: dict[str, int] = field(default_factory=dict)  # error code -> deferrals + retries in window
     deferred_quiet_hours: int = 0  # quiet-hours deferrals in window
     window_s: float = DEFERRAL_WINDOW_S
+    delivered: int = 0  # messages Meta reported delivered (or read, which implies it), ever
+    read: int = 0  # messages Meta reported read, ever
+    late_failed: dict[str, int] = field(default_factory=dict)  # error code -> late failures, ever
 
     @property
     def opted_out(self) -> int:
@@ -142,6 +151,11 @@ def read_snapshot(
             deferred[code] += count
             if event_type == "deferred" and code == "quiet_hours":
                 quiet += count
+        counters = conn.execute(COUNTERS, {"names": list(RECEIPT_COUNTERS)}).fetchall()
+    totals = {name: sum(value for n, _labels, value in counters if n == name) for name in RECEIPT_COUNTERS}
+    late_failed = {
+        labels.get("error_code", "none"): value for name, labels, value in counters if name == "late_failed"
+    }
     return Snapshot(
         due=due,
         waiting=waiting,
@@ -153,6 +167,9 @@ def read_snapshot(
         deferred=dict(deferred),
         deferred_quiet_hours=quiet,
         window_s=window_s,
+        delivered=totals["delivered"],
+        read=totals["read"],
+        late_failed=late_failed,
     )
 
 

@@ -3,6 +3,9 @@
 A day is a calendar day in the report time zone (Africa/Kigali by default): a notification belongs
 to the day its created_at falls on there. Each write deletes the day's rows and inserts the new
 ones in one transaction, so re-running a day (or a backfill) never duplicates anything.
+
+Receipts (Meta's status webhooks) are reported over the messages Meta accepted: sent plus late
+failed (a late failure turned its row 'failed' with Meta's code, so `failed` counts it too).
 """
 
 from __future__ import annotations
@@ -19,6 +22,20 @@ from psycopg.types.json import Jsonb
 from notify_pipeline.engine.reasons import meaning
 
 PERCENTILES = {"latency_p50_ms": 0.50, "latency_p95_ms": 0.95, "latency_p99_ms": 0.99}
+DELIVERY_PERCENTILES = {
+    "delivery_latency_p50_ms": 0.50,
+    "delivery_latency_p95_ms": 0.95,
+    "delivery_latency_p99_ms": 0.99,
+}
+RECEIPT_COLUMNS = [
+    "delivered",
+    "read",
+    "late_failed",
+    "delivery_rate",
+    "read_rate",
+    "late_failure_rate",
+    *DELIVERY_PERCENTILES,
+]
 SUMMARY_COLUMNS = [
     "day",
     "domain",
@@ -30,6 +47,7 @@ SUMMARY_COLUMNS = [
     "avg_retries",
     *PERCENTILES,
     "deferrals",
+    *RECEIPT_COLUMNS,
 ]
 
 
@@ -43,8 +61,8 @@ def day_window(day: date, tz: str) -> tuple[datetime, datetime]:
 
 def load_notifications(conn: psycopg.Connection, start: datetime, end: datetime) -> pd.DataFrame:
     cur = conn.execute(
-        "SELECT id, domain, status, retry_count, last_error_code, created_at, sent_at FROM notifications "
-        "WHERE created_at >= %s AND created_at < %s",
+        "SELECT id, domain, status, retry_count, last_error_code, created_at, sent_at, delivered_at, "
+        "read_at, failed_late_at FROM notifications WHERE created_at >= %s AND created_at < %s",
         (start, end),
     )
     return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
@@ -65,11 +83,12 @@ def domain_summary(day: date, notifications: pd.DataFrame, deferrals: pd.DataFra
     """One row per domain: counts, failure rate, average retries, send latency percentiles."""
     if notifications.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    send_latency = _times(notifications, "sent_at") - _times(notifications, "created_at")
     frame = notifications.assign(
         is_sent=notifications["status"].eq("sent"),
         is_failed=notifications["status"].eq("failed"),
         is_queued=notifications["status"].eq("queued"),
-        latency_ms=(notifications["sent_at"] - notifications["created_at"]).dt.total_seconds() * 1000,
+        latency_ms=send_latency.dt.total_seconds() * 1000,
     )
     grouped = frame.groupby("domain")
     summary = pd.DataFrame(
@@ -91,8 +110,48 @@ def domain_summary(day: date, notifications: pd.DataFrame, deferrals: pd.DataFra
         for domain, group in deferrals.groupby("domain")
     }
     summary["deferrals"] = [by_domain.get(domain, {}) for domain in summary.index]
+    summary = summary.join(receipt_summary(notifications))
     summary = summary.reset_index().assign(day=day)
     return summary[SUMMARY_COLUMNS]
+
+
+def _times(frame: pd.DataFrame, column: str) -> pd.Series:
+    # A column NULL on every row (a day with nothing sent, or before receipts) arrives as objects,
+    # which date arithmetic refuses: read it as timestamps (NaT).
+    return pd.to_datetime(frame[column], utc=True)
+
+
+def receipt_summary(notifications: pd.DataFrame) -> pd.DataFrame:
+    """Per domain: delivered, read and late-failed counts, their rates over the messages Meta
+    accepted (sent + late failed), and sent-to-delivered latency percentiles in ms."""
+    sent_at, delivered_at, read_at, failed_late_at = (
+        _times(notifications, column) for column in ("sent_at", "delivered_at", "read_at", "failed_late_at")
+    )
+    late = notifications["status"].eq("failed") & failed_late_at.notna()
+    # Meta's timestamps are whole seconds, ours are not: a fast delivery can read a hair below 0.
+    delivery_ms = ((delivered_at - sent_at).dt.total_seconds() * 1000).clip(lower=0)
+    frame = pd.DataFrame(
+        {
+            "domain": notifications["domain"],
+            "accepted": notifications["status"].eq("sent") | late,
+            "delivered": delivered_at.notna(),
+            "read": read_at.notna(),
+            "late_failed": late,
+            "delivery_ms": delivery_ms,
+        }
+    )
+    grouped = frame.groupby("domain")
+    receipts = grouped[["accepted", "delivered", "read", "late_failed"]].sum().astype(int)
+    accepted = receipts["accepted"].where(receipts["accepted"] > 0)
+    for count, rate in (
+        ("delivered", "delivery_rate"),
+        ("read", "read_rate"),
+        ("late_failed", "late_failure_rate"),
+    ):
+        receipts[rate] = receipts[count] / accepted
+    for column, quantile in DELIVERY_PERCENTILES.items():
+        receipts[column] = grouped["delivery_ms"].quantile(quantile)
+    return receipts[RECEIPT_COLUMNS]
 
 
 def error_code_breakdown(day: date, notifications: pd.DataFrame) -> pd.DataFrame:

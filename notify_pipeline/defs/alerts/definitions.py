@@ -1,4 +1,4 @@
-"""The alerts domain's definitions: six alert sensors, the run-failure and run-recovery sensors,
+"""The alerts domain's definitions: seven alert sensors, the run-failure and run-recovery sensors,
 and their resources."""
 
 import dagster as dg

@@ -69,6 +69,15 @@ class AlertThresholds(dg.ConfigurableResource):
     throttled_per_minute: int = Field(
         default=DEFAULTS.throttled_per_minute, ge=0, description="Meta rate-limit errors in a minute."
     )
+    no_receipts_window_s: float = Field(
+        default=DEFAULTS.no_receipts_window_s, gt=0, description="No status webhook for ..."
+    )
+    no_receipts_grace_s: float = Field(
+        default=DEFAULTS.no_receipts_grace_s, ge=0, description="... sends younger than this not counted."
+    )
+    no_receipts_min_sent: int = Field(
+        default=DEFAULTS.no_receipts_min_sent, ge=1, description="Fewer sends awaiting a status: no verdict."
+    )
     alert_repeat_s: float = Field(default=DEFAULTS.alert_repeat_s, gt=0, description="Reminder cadence.")
 
     def thresholds(self) -> Thresholds:

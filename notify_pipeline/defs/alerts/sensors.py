@@ -78,6 +78,7 @@ def alert_sensor(
     worker_health_alert_sensor,
     opt_out_spike_alert_sensor,
     throttling_alert_sensor,
+    no_receipts_alert_sensor,
 ) = ALERT_SENSORS = tuple(alert_sensor(spec) for spec in ALERTS)
 
 

@@ -105,7 +105,9 @@ def daily_domain_summary(
     context: dg.AssetExecutionContext, config: SummaryConfig, queue_db: QueueDatabase
 ) -> dg.MaterializeResult:
     """Per domain and local day: total, sent, failed, queued, failure rate, average retries, send
-    latency p50/p95/p99 (created to accepted) and deferrals by reason."""
+    latency p50/p95/p99 (created to accepted), deferrals by reason, and receipts: delivered, read and
+    late-failed counts and rates over the messages Meta accepted, and delivery latency p50/p95/p99
+    (accepted to delivered)."""
     days = report_days(context)
     tz = settings.report_timezone()
     with queue_db.connection(actor="daily_domain_summary") as conn:

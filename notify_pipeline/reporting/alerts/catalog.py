@@ -1,4 +1,4 @@
-"""The six alerts: each pairs a reading with a condition, a title for messages, and how long the
+"""The seven alerts: each pairs a reading with a condition, a title for messages, and how long the
 condition must last before the alert fires (only queue depth waits; the others fire at once)."""
 
 from __future__ import annotations
@@ -79,6 +79,15 @@ ALERTS: tuple[AlertSpec, ...] = (
         "our own pair-limit deferrals are reported beside them, not counted.",
         lambda conn, _t: readings.read_throttling(conn, MINUTE_S),
         conditions.throttling,
+    ),
+    AlertSpec(
+        "no_receipts",
+        "No delivery receipts",
+        "Alerts when at least no_receipts_min_sent messages sent in the last no_receipts_window_s (and "
+        "older than no_receipts_grace_s) await a status and no status webhook arrived in that window: "
+        "Meta's webhooks are not reaching notify-pipeline serve.",
+        lambda conn, t: readings.read_receipts(conn, t.no_receipts_window_s, t.no_receipts_grace_s),
+        conditions.no_receipts,
     ),
 )
 

@@ -12,11 +12,13 @@ from typing import Any
 
 from notify_pipeline.reporting.alerts.codes import fix, meaning
 from notify_pipeline.reporting.alerts.readings import (
+    LAST_STATUS_S,
     LEASE_S,
     META_PAIR_LIMIT,
     FailureReading,
     OptOutReading,
     QueueReading,
+    ReceiptReading,
     Switches,
     ThrottleReading,
     WorkerReading,
@@ -120,6 +122,7 @@ def failure_rate(r: FailureReading, t: Thresholds) -> Verdict:
         "min_volume": t.failure_rate_min_volume,
         "hot_domains": hot,
         "failed_by_code": r.failed_by_code,
+        "late_failed": r.late,
     }
     if not (overall or hot):
         if finished < t.failure_rate_min_volume:
@@ -135,6 +138,10 @@ def failure_rate(r: FailureReading, t: Thresholds) -> Verdict:
     codes = sorted(r.failed_by_code.items(), key=lambda item: (-item[1], item[0]))[:3]
     facts = [f"Worst domains: {worst}."] if worst else []
     facts += [f"Error code {code} x{count:,}: {meaning(code)}" for code, count in codes]
+    if r.late:
+        facts.append(
+            f"{r.late:,} of the failures came late: Meta accepted the message, then its status webhook said failed."
+        )
     facts.append("Opt-outs and emergency-stop holds are not counted as failures.")
     if codes:
         top = codes[0][0]
@@ -267,3 +274,49 @@ def throttling(r: ThrottleReading, t: Thresholds) -> Verdict:
             f"{fix(top) or meaning(top)} Then check pair-limit hot recipients."
         )
     return Verdict(True, headline, tuple(facts), first, numbers)
+
+
+def no_receipts(r: ReceiptReading, t: Thresholds) -> Verdict:
+    """At least no_receipts_min_sent messages sent in the window (older than the grace, so Meta
+    had time to answer) still carry no status, and no status webhook at all arrived in the window:
+    Meta's webhooks are not reaching us (a broken subscription, a wrong secret, serve down)."""
+    window, grace = duration(r.window_s), duration(r.grace_s)
+    last = (
+        f"none in {LAST_STATUS_S / 86400:g} days"
+        if r.last_status_age_s is None
+        else f"{duration(r.last_status_age_s)} ago"
+    )
+    numbers = {
+        "awaiting": r.awaiting,
+        "statuses": r.statuses,
+        "last_status_age_s": round(r.last_status_age_s) if r.last_status_age_s is not None else None,
+        "min_sent": t.no_receipts_min_sent,
+        "window_s": r.window_s,
+        "grace_s": r.grace_s,
+    }
+    if r.statuses:
+        return Verdict(
+            False, f"ok: {r.statuses:,} status webhooks in the last {window} (last {last})", numbers=numbers
+        )
+    if r.awaiting < t.no_receipts_min_sent:
+        return Verdict(
+            False,
+            f"no verdict: {r.awaiting:,} sent {grace} to {window} ago await a status "
+            f"(needs {t.no_receipts_min_sent:,}); no status webhook in the last {window}",
+            numbers=numbers,
+        )
+    headline = (
+        f"No status webhook in the last {window} while {r.awaiting:,} messages sent {grace} to {window} ago "
+        f"await one (last status webhook: {last})"
+    )
+    facts = (
+        "Until statuses arrive again, delivered and read figures stand still and the failure rate "
+        "misses late failures (they are counted as sent).",
+    )
+    first = (
+        "Is `notify-pipeline serve` running and reachable from Meta over HTTPS (its log shows POST "
+        "/webhooks/whatsapp)? Then check the app's webhook subscription: the callback URL and the "
+        "`messages` field subscribed (Meta App Dashboard > WhatsApp > Configuration); and that "
+        "WHATSAPP_APP_SECRET is the app's secret (a wrong one answers every POST with 401)."
+    )
+    return Verdict(True, headline, facts, first, numbers)

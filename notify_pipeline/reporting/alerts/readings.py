@@ -1,7 +1,8 @@
 """What the alert conditions look at: one small snapshot per alert, each read by a cheap query.
 
 Every query is a range scan on an existing index (the claim index, notifications.created_at,
-observability_events (event_type, created_at), notification_audit_log.created_at) and runs under
+observability_events (event_type, created_at), notification_audit_log.created_at, the index of sent
+rows without a receipt, webhook_events.received_at) and runs under
 the caller's statement timeout, so a slow database skips a sensor tick instead of hanging it.
 Windows are measured with the database clock, which also stamped the rows.
 """
@@ -53,6 +54,7 @@ class FailureReading:
     window_s: float
     by_domain: dict[str, tuple[int, int]]  # domain -> (sent, failed)
     failed_by_code: dict[str, int]  # last_error_code -> failed rows
+    late: int = 0  # ... of which Meta accepted, then reported failed (a status webhook)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,19 @@ class ThrottleReading:
     hot_recipients: list[tuple[str, int]]  # masked numbers with the most pair-limit deferrals
 
 
+@dataclass(frozen=True)
+class ReceiptReading:
+    window_s: float
+    grace_s: float
+    awaiting: int  # sent between window_s and grace_s ago, no status applied yet
+    statuses: int  # status webhooks received in the last window_s (applied or waiting)
+    last_status_age_s: float | None  # since the newest status webhook; None: none in LAST_STATUS_S
+
+
+# How far back the newest status webhook is looked for: bounds the scan when none ever came.
+LAST_STATUS_S = 7 * 86400.0
+
+
 def switches(conn: psycopg.Connection) -> Switches:
     is_paused, reason = paused(conn)
     hold = active_hold(conn, sender_key())
@@ -103,23 +118,28 @@ def read_queue(conn: psycopg.Connection) -> QueueReading:
 def read_failures(conn: psycopg.Connection, window_s: float) -> FailureReading:
     # The runbook's window (rows created in it, on notifications_created_at_idx), so the numbers
     # match its failure-rate query and `notify-pipeline status`, minus the product's own refusals.
+    # A late failure (Meta accepted, then a status webhook said failed) is a failed row like any
+    # other: it counts in the rate, and is told apart only to say so.
     rows = conn.execute(
-        "SELECT domain, status, coalesce(last_error_code, ''), count(*)::int FROM notifications "
+        "SELECT domain, status, coalesce(last_error_code, ''), failed_late_at IS NOT NULL, count(*)::int "
+        "FROM notifications "
         "WHERE created_at > now() - make_interval(secs => %(window)s) AND status IN ('sent', 'failed') "
         "AND NOT (status = 'failed' AND coalesce(last_error_code, '') = ANY(%(skip)s)) "
-        "GROUP BY 1, 2, 3",
+        "GROUP BY 1, 2, 3, 4",
         {"window": window_s, "skip": list(NOT_DELIVERY_FAILURES)},
     ).fetchall()
     by_domain: dict[str, tuple[int, int]] = {}
     failed_by_code: dict[str, int] = {}
-    for domain, status, code, count in rows:
+    late = 0
+    for domain, status, code, was_late, count in rows:
         sent, failed = by_domain.get(domain, (0, 0))
         if status == "sent":
             by_domain[domain] = (sent + count, failed)
         else:
             by_domain[domain] = (sent, failed + count)
             failed_by_code[code or "none"] = failed_by_code.get(code or "none", 0) + count
-    return FailureReading(window_s, by_domain, failed_by_code)
+            late += count if was_late else 0
+    return FailureReading(window_s, by_domain, failed_by_code, late)
 
 
 def read_worker(conn: psycopg.Connection) -> WorkerReading:
@@ -177,3 +197,20 @@ def read_throttling(conn: psycopg.Connection, window_s: float) -> ThrottleReadin
         (window_s, PAIR_LIMIT, META_PAIR_LIMIT),
     ).fetchall()
     return ThrottleReading(window_s, counts, pair, [(masked, count) for masked, count in hot])
+
+
+def read_receipts(conn: psycopg.Connection, window_s: float, grace_s: float) -> ReceiptReading:
+    # Sends awaiting a status: on notifications_delivery_idx (sent rows with no delivery status).
+    # A status webhook of any outcome, applied or still waiting for its message id, proves the
+    # subscription delivers: on webhook_events_received_at_idx.
+    awaiting, statuses, last_age = conn.execute(
+        "SELECT (SELECT count(*)::int FROM notifications WHERE status = 'sent' AND delivery_status IS NULL "
+        "        AND sent_at > now() - make_interval(secs => %(window)s) "
+        "        AND sent_at <= now() - make_interval(secs => %(grace)s)), "
+        "       (SELECT count(*)::int FROM webhook_events WHERE kind = 'status' "
+        "        AND received_at > now() - make_interval(secs => %(window)s)), "
+        "       (SELECT extract(epoch FROM now() - max(received_at))::float FROM webhook_events "
+        "        WHERE kind = 'status' AND received_at > now() - make_interval(secs => %(last)s))",
+        {"window": window_s, "grace": grace_s, "last": LAST_STATUS_S},
+    ).fetchone()
+    return ReceiptReading(window_s, grace_s, awaiting, statuses, last_age)
