@@ -19,7 +19,9 @@ def load_summary(conn: psycopg.Connection, start: date, end: date) -> pd.DataFra
         raise ValueError(f"end date {end} is before start date {start}")
     cur = conn.execute(
         "SELECT day, domain, total, sent, failed, queued, failure_rate, avg_retries, latency_p50_ms, "
-        "latency_p95_ms, latency_p99_ms, deferrals FROM daily_domain_summary "
+        "latency_p95_ms, latency_p99_ms, deferrals, delivered, read, late_failed, delivery_rate, read_rate, "
+        "late_failure_rate, delivery_latency_p50_ms, delivery_latency_p95_ms, delivery_latency_p99_ms "
+        "FROM daily_domain_summary "
         "WHERE day BETWEEN %s AND %s ORDER BY day, domain",
         (start, end),
     )
