@@ -3,7 +3,9 @@
 - `emulator`: an EmulatorServer (one per session, reset before each test: records, faults,
   limiter state, templates and settings are back to how they started). Settings are Meta's
   defaults, rate limits included; tests that do not care call `emulator.configure(limits_enabled=False)`.
-  Webhooks are signed with EMULATOR_APP_SECRET once a test sets `webhook_url`.
+  Webhooks are signed with EMULATOR_APP_SECRET once a test sets `webhook_url`. Unlike the demo
+  defaults, every accepted message then gets sent, delivered and read at once, none fails later
+  (DETERMINISTIC_STATUSES); tests of the shares and delays configure them.
 - `webhook_receiver`: a real HTTP server on 127.0.0.1 that records every webhook POST.
 - `graph`: an httpx.Client that ignores proxy settings (loopback calls must not go to a proxy).
 """
@@ -23,11 +25,19 @@ import pytest
 from notify_pipeline.emulator import EmulatorServer
 
 EMULATOR_APP_SECRET = "test-app-secret"
+DETERMINISTIC_STATUSES = {
+    "status_failed_share": 0.0,
+    "status_delivered_share": 1.0,
+    "status_read_share": 1.0,
+    "status_sent_delay_ms": 0,
+    "status_delivered_delay_ms": 0,
+    "status_read_delay_ms": 0,
+}
 
 
 @pytest.fixture(scope="session")
 def emulator_server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(app_secret=EMULATOR_APP_SECRET) as server:
+    with EmulatorServer(app_secret=EMULATOR_APP_SECRET, **DETERMINISTIC_STATUSES) as server:
         yield server
 
 
@@ -51,6 +61,7 @@ class WebhookReceiver:
     def __init__(self) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.answers: list[int] = []  # statuses for the next requests, in order
+        self.arrivals: list[tuple[float, int]] = []  # (monotonic time, status answered) of every POST
         self._lock = threading.Lock()
         receiver = self
 
@@ -59,6 +70,7 @@ class WebhookReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver._lock:
                     status = receiver.answers.pop(0) if receiver.answers else 200
+                    receiver.arrivals.append((time.monotonic(), status))
                     if status == 200:
                         receiver.received.append((dict(self.headers), body))
                 self.send_response(status)
@@ -94,6 +106,25 @@ class WebhookReceiver:
             for change in entry["changes"]
             for status in change["value"].get("statuses", [])
         ]
+
+    def items(self, count: int, key: str = "statuses", timeout: float = 5.0) -> list[dict[str, Any]]:
+        """The `key` items (statuses, messages, user_preferences) of all bodies, once `count` arrived."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                bodies = [json.loads(body) for _, body in self.received]
+            found = [
+                item
+                for body in bodies
+                for entry in body["entry"]
+                for change in entry["changes"]
+                for item in change["value"].get(key, [])
+            ]
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} {key} within {timeout}s, got {len(found)}")
+            time.sleep(0.01)
 
     def close(self) -> None:
         self._server.shutdown()

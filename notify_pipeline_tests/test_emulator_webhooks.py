@@ -56,7 +56,9 @@ def test_accepted_messages_get_sent_delivered_read_signed(
         "type": "regular",
         "category": "utility",
     }
-    assert wait_for_webhooks(emulator) == {"delivered": 3, "failed": 0, "attempts": 3, "pending": 0}
+    counters = wait_for_webhooks(emulator)
+    assert counters["delivered"] == counters["attempts"] == counters["updates_delivered"] == 3
+    assert counters["failed"] == counters["retries"] == counters["pending"] == 0
 
 
 def test_which_statuses_are_sent_is_configurable(

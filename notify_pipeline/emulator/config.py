@@ -11,11 +11,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from notify_pipeline.whatsapp import errors
+
 # The token the emulator accepts when neither --token nor WHATSAPP_ACCESS_TOKEN is given.
 DEV_TOKEN = "dev-token"
 # The phone number id EmulatorServer's helpers use (any numeric id is served unless configured).
 DEFAULT_PHONE_NUMBER_ID = "106540352242922"
 STATUS_WEBHOOKS = ("sent", "delivered", "read")
+# How queued webhook updates are grouped into one body (see webhook_batches.py).
+BATCH_LAYOUTS = ("merged", "changes", "entries", "mixed")
 _SECRET_FIELDS = ("token", "app_secret")
 
 
@@ -41,12 +45,27 @@ class EmulatorConfig:
     enforce_service_window: bool = True
     service_window_s: float = 24 * 3600.0
     webhook_url: str | None = None
-    webhook_statuses: tuple[str, ...] = STATUS_WEBHOOKS
-    webhook_delay_ms: float = 0.0  # pause between the successive statuses of one message
-    webhook_retries: int = 3
+    webhook_statuses: tuple[str, ...] = STATUS_WEBHOOKS  # which of these are posted (failed always is)
+    # What happens to an accepted message later. Defaults suit the demo: most delivered, many
+    # read, a few failed, all within seconds. Shares are drawn from the seeded RNG at acceptance.
+    status_failed_share: float = 0.03  # of accepted messages (async faults and 131047 come on top)
+    status_failed_codes: tuple[int, ...] = (131026, 131049, 131047, 130472)  # drawn uniformly
+    status_delivered_share: float = 0.95  # of the messages that did not fail
+    status_read_share: float = 0.7  # of the delivered messages
+    status_sent_delay_ms: float = 300.0  # acceptance -> sent (or -> failed, for failures)
+    status_delivered_delay_ms: float = 1500.0  # sent -> delivered (or -> failed)
+    status_read_delay_ms: float = 3000.0  # delivered -> read
+    status_delay_jitter: float = 0.5  # each delay times uniform(1 - jitter, 1 + jitter)
+    # Meta batches up to 1,000 updates per body; a body is cut when full or after the linger.
+    webhook_batch_max: int = 1
+    webhook_batch_linger_ms: float = 50.0
+    webhook_batch_layout: str = "merged"
+    webhook_retries: int = 10  # after the first attempt: immediately, then waits that double
     webhook_retry_delay_ms: float = 200.0
+    webhook_retry_max_delay_ms: float = 30_000.0
     webhook_timeout_s: float = 5.0
-    webhook_duplicate_share: float = 0.0  # Meta re-sends; receivers must dedupe
+    webhook_duplicate_share: float = 0.0  # the same bytes again: Meta re-sends; receivers must dedupe
+    webhook_rebatch_share: float = 0.0  # a delivered body's updates again, grouped with others
     waba_id: str = "102290129340398"
     display_phone_number: str = "15550783881"
     # None: any numeric phone number id is served. Set: others get Graph's unknown-object error.
@@ -76,6 +95,7 @@ class EmulatorConfig:
         for name in _SECRET_FIELDS:
             data[name] = "<set>" if data[name] else None
         data["webhook_statuses"] = list(self.webhook_statuses)
+        data["status_failed_codes"] = list(self.status_failed_codes)
         data["effective_throughput_burst"] = self.effective_throughput_burst
         return data
 
@@ -90,7 +110,8 @@ class _Rule:
     minimum: float | None = None
     maximum: float | None = None
     nullable: bool = False
-    choices: tuple[str, ...] = field(default=())
+    choices: tuple[str, ...] = field(default=())  # for lists: the values items may take
+    one_of: tuple[str, ...] = field(default=())  # for strings: the values it may take
 
 
 _NUM = (int, float)
@@ -108,11 +129,23 @@ _RULES: dict[str, _Rule] = {
     "service_window_s": _Rule(_NUM, 0),
     "webhook_url": _Rule((str,), nullable=True),
     "webhook_statuses": _Rule((list, tuple), choices=STATUS_WEBHOOKS),
-    "webhook_delay_ms": _Rule(_NUM, 0),
-    "webhook_retries": _Rule((int,), 0, 20),
+    "status_failed_share": _Rule(_NUM, 0, 1),
+    "status_failed_codes": _Rule((list, tuple)),
+    "status_delivered_share": _Rule(_NUM, 0, 1),
+    "status_read_share": _Rule(_NUM, 0, 1),
+    "status_sent_delay_ms": _Rule(_NUM, 0),
+    "status_delivered_delay_ms": _Rule(_NUM, 0),
+    "status_read_delay_ms": _Rule(_NUM, 0),
+    "status_delay_jitter": _Rule(_NUM, 0, 1),
+    "webhook_batch_max": _Rule((int,), 1, 1000),
+    "webhook_batch_linger_ms": _Rule(_NUM, 0),
+    "webhook_batch_layout": _Rule((str,), one_of=BATCH_LAYOUTS),
+    "webhook_retries": _Rule((int,), 0, 30),
     "webhook_retry_delay_ms": _Rule(_NUM, 0),
+    "webhook_retry_max_delay_ms": _Rule(_NUM, 0),
     "webhook_timeout_s": _Rule(_NUM, 0.01),
     "webhook_duplicate_share": _Rule(_NUM, 0, 1),
+    "webhook_rebatch_share": _Rule(_NUM, 0, 1),
     "waba_id": _Rule((str,)),
     "display_phone_number": _Rule((str,)),
     "phone_number_id": _Rule((str,), nullable=True),
@@ -135,6 +168,10 @@ def _check(key: str, value: Any) -> Any:
         raise ValueError(f"{key} must be {_kind_names(rule)}, not a boolean")
     if not isinstance(value, rule.kinds):
         raise ValueError(f"{key} must be {_kind_names(rule)}")
+    if key == "status_failed_codes":
+        return _failure_codes(value)
+    if rule.one_of and value not in rule.one_of:
+        raise ValueError(f"{key} must be one of {list(rule.one_of)}, not {value!r}")
     if rule.choices:
         unknown = [item for item in value if item not in rule.choices]
         if unknown:
@@ -147,6 +184,18 @@ def _check(key: str, value: Any) -> Any:
     if key == "phone_number_id" and not value.isdigit():
         raise ValueError("phone_number_id must be digits")
     return float(value) if rule.kinds == _NUM else value
+
+
+def _failure_codes(value: list | tuple) -> tuple[int, ...]:
+    codes = tuple(value)
+    if not codes:
+        raise ValueError("status_failed_codes needs at least one code (set status_failed_share to 0 instead)")
+    for code in codes:
+        if not isinstance(code, int) or isinstance(code, bool) or errors.lookup(code) is None:
+            raise ValueError(
+                f"status_failed_codes: {code!r} is not a code in notify_pipeline/whatsapp/errors.py"
+            )
+    return codes
 
 
 def _kind_names(rule: _Rule) -> str:

@@ -23,9 +23,9 @@ from notify_pipeline.emulator.envelope import SendRequest, parse_send
 from notify_pipeline.emulator.faults import FaultRule
 from notify_pipeline.emulator.ledger import MessageRecord
 from notify_pipeline.emulator.state import Emulator
+from notify_pipeline.emulator.status_chain import draw_failure, queue_statuses
 from notify_pipeline.emulator.template_check import check_template_send
 from notify_pipeline.emulator.templates import Template
-from notify_pipeline.emulator.webhook_payloads import status_payload, webhook_error
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -33,6 +33,9 @@ _THROUGHPUT_DETAILS = "Cloud API message throughput has been reached."
 _PAIR_DETAILS = (
     "Message failed to send because there were too many messages sent from this phone number to the same "
     "phone number in a short period of time."
+)
+_STOPPED_DETAILS = (
+    "Message failed to send because the user has stopped marketing messages from this business."
 )
 _WINDOW_DETAILS = "Message failed to send because more than 24 hours have passed since the customer last replied to this number."
 
@@ -139,10 +142,17 @@ def accept(
     wamid = emu.new_wamid(request.wa_id)
     pacing = "accepted" if template is not None and template.paced else None
     failed_code = details = None
+    drawn = False
     if fail_with is not None:
         failed_code, details = fail_with.code or 131000, fail_with.details
     elif template is None and config.enforce_service_window and not emu.window_open(request.wa_id):
         failed_code, details = 131047, _WINDOW_DETAILS
+    elif template is not None and template.category == "MARKETING" and request.wa_id in emu.marketing_stopped:
+        failed_code, details = 131050, _STOPPED_DETAILS
+    elif config.webhook_url:
+        # Later failures are drawn only with a receiver: without one nobody could learn of them.
+        failed_code = draw_failure(emu, template)
+        drawn = True
     record = MessageRecord(
         wamid, phone_number_id, request.to, request.wa_id, request.type, request.template_name,
         request.template_language, request.biz_opaque_callback_data, time.time(), pacing, failed_code,
@@ -150,10 +160,7 @@ def accept(
     )  # fmt: skip
     emu.ledger.accept(record)
     if config.webhook_url:
-        if failed_code is not None:
-            _queue_failure(emu, record, failed_code, details)
-        else:
-            _queue_statuses(emu, record, template.category.lower() if template else "service")
+        queue_statuses(emu, record, template, details=details, drawn=drawn)
     # Formatted by hand (the hot path): `to` passed parse_send, so it holds no JSON-special characters.
     status = f',"message_status":"{pacing}"' if pacing else ""
     body = (
@@ -161,23 +168,3 @@ def accept(
         f'"messages":[{{"id":"{wamid}"{status}}}]}}'
     )
     return Answer(200, body.encode())
-
-
-def _queue_failure(emu: Emulator, record: MessageRecord, code: int, details: str | None) -> None:
-    error = webhook_error(code, details)
-    emu.webhooks.submit(
-        [lambda: status_payload(emu.config, record, "failed", category="", priced=False, error=error)]
-    )
-
-
-def _queue_statuses(emu: Emulator, record: MessageRecord, category: str) -> None:
-    factories = []
-    priced_after_sent = False
-    for status in emu.config.webhook_statuses:
-        # Pricing rides on `sent` and on the first of delivered/read, never on both of those.
-        priced = status == "sent" or not priced_after_sent
-        priced_after_sent = priced_after_sent or status != "sent"
-        factories.append(
-            lambda s=status, p=priced: status_payload(emu.config, record, s, category=category, priced=p)
-        )
-    emu.webhooks.submit(factories)

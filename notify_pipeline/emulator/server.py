@@ -196,6 +196,49 @@ class EmulatorServer:
     def config(self) -> dict[str, Any]:
         return self._call("GET", "config")
 
-    def inbound(self, from_: str, text: str = "hi") -> dict[str, Any]:
-        """A user writes to the business: opens the 24 h window for free-form messages to them."""
-        return self._call("POST", "inbound", json={"from": from_, "text": text})
+    def inbound(
+        self,
+        from_: str,
+        text: str = "hi",
+        *,
+        kind: str = "text",
+        payload: str | None = None,
+        context_id: str | None = None,
+        name: str = "Test User",
+    ) -> dict[str, Any]:
+        """A user writes to the business (opens the 24 h window for free-form messages to them).
+
+        kind="button": a tap on a template's quick reply; its context is the last message sent
+        to that user unless `context_id` names one.
+        """
+        body = {"from": from_, "text": text, "type": kind, "name": name}
+        body.update({k: v for k, v in (("payload", payload), ("context_id", context_id)) if v is not None})
+        return self._call("POST", "inbound", json=body)
+
+    def button_reply(self, from_: str, text: str = "Stop promotions", **options: Any) -> dict[str, Any]:
+        return self.inbound(from_, text, kind="button", **options)
+
+    def user_preferences(self, wa_id: str, value: str = "stop", detail: str | None = None) -> dict[str, Any]:
+        """The user stops (or resumes) marketing messages: a `user_preferences` webhook; MARKETING
+        sends to them then fail with 131050 until they resume."""
+        body = {"wa_id": wa_id, "value": value, **({"detail": detail} if detail else {})}
+        return self._call("POST", "user_preferences", json=body)
+
+    def template_event(self, name: str, language: str, event: str, **extra: Any) -> dict[str, Any]:
+        """Meta changes a template's status (registry updated, webhook posted even if unchanged).
+        `extra`: reason, other_info, disable_info, rejection_info."""
+        return self._call("POST", f"templates/{name}/{language}/status", json={"event": event, **extra})
+
+    def template_quality(self, name: str, language: str, score: str) -> dict[str, Any]:
+        return self._call("POST", f"templates/{name}/{language}/quality", json={"score": score})
+
+    def template_category(self, name: str, language: str, category: str) -> dict[str, Any]:
+        return self._call("POST", f"templates/{name}/{language}/category", json={"category": category})
+
+    def resend_webhooks(
+        self, last: int = 1, batch_max: int | None = None, layout: str | None = None
+    ) -> dict[str, int]:
+        """Post the updates of the last `last` delivered bodies again, grouped anew (a re-batch)."""
+        body: dict[str, Any] = {"last": last}
+        body.update({k: v for k, v in (("batch_max", batch_max), ("layout", layout)) if v is not None})
+        return self._call("POST", "webhooks/resend", json=body)

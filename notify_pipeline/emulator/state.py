@@ -54,6 +54,9 @@ class Emulator:
         self.ledger = Ledger(self.config.max_recorded_messages)
         self.faults = FaultBook(self.config.seed)
         self.windows: dict[str, float] = {}  # wa_id -> unix time of the user's last message
+        self.marketing_stopped: set[str] = set()  # wa_ids that stopped marketing messages
+        # The fates of accepted messages (delivered, read, failed, delays): see status_chain.py.
+        self.status_rng = random.Random(self.config.seed)
         self.latency_rng = random.Random(self.config.seed)
         self.internal_errors = 0
         self._rebuild_limiters()
@@ -66,6 +69,8 @@ class Emulator:
         old, self.config = self.config, new
         if any(getattr(old, name) != getattr(new, name) for name in _LIMIT_FIELDS):
             self._rebuild_limiters()
+        if "seed" in changes:
+            self.status_rng = random.Random(new.seed)
         if "max_recorded_messages" in changes:
             self.ledger.messages = type(self.ledger.messages)(
                 self.ledger.messages, maxlen=new.max_recorded_messages
