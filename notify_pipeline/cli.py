@@ -185,12 +185,13 @@ def emulator(
 def _register_commands() -> None:
     """The other command modules register here (imported late: they import OperatorError from us)."""
     from notify_pipeline.cli_admin import COMMANDS as ADMIN_COMMANDS
+    from notify_pipeline.cli_alerts import alerts
     from notify_pipeline.cli_bench import bench
     from notify_pipeline.cli_diagnostics import diagnose
     from notify_pipeline.cli_queue import COMMANDS as QUEUE_COMMANDS
     from notify_pipeline.cli_serve import serve_command
 
-    for command in [*QUEUE_COMMANDS, *ADMIN_COMMANDS, diagnose, bench, serve_command]:
+    for command in [*QUEUE_COMMANDS, *ADMIN_COMMANDS, diagnose, bench, serve_command, alerts]:
         main.add_command(command)
 
 

@@ -36,6 +36,8 @@ ENVIRONMENT: dict[str, str] = {
     "NOTIFICATION_WORKER_CRON_ENABLED": "false stops the sensor and any running send within a batch (kill switch).",
     "WHATSAPP_HTTP_TRANSPORT": "aiohttp (default), httpx or aiohttp-native: the HTTP transport under the Cloud API client.",
     "NOTIFY_ALERT_WEBHOOK_URL": "Slack-compatible incoming webhook for alerts (secret). Unset: alerts are recorded only.",
+    "NOTIFY_PAGERDUTY_ROUTING_KEY": "PagerDuty Events v2 routing key (secret): alerts trigger and resolve incidents. Unset: no paging.",
+    "NOTIFY_PAGERDUTY_EVENTS_URL": "PagerDuty Events v2 endpoint. Default https://events.pagerduty.com/v2/enqueue.",
     "NOTIFY_METRICS_TEXTFILE": "Prometheus textfile the metrics export writes. Default: <NOTIFY_DATA_DIR>/metrics/notify_pipeline.prom.",
     "NOTIFY_SEND_LIFETIME_MINUTES": "How long each long-lived send run serves before its successor takes over (1 to 1440). Default 120.",
     "NOTIFY_PUSHGATEWAY_URL": "Prometheus Pushgateway the metrics export also pushes to (http://host:9091). Unset: no push.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 
 from notify_pipeline.reporting.alerts.messages import compose
 from notify_pipeline.reporting.alerts.sink import RecordOnly, WebhookSink
@@ -87,3 +88,19 @@ def test_payload_is_slack_compatible_and_escaped() -> None:
     assert context["type"] == "context"
     long = compose(["x" * 5000], "f")
     assert len(long["blocks"][0]["text"]["text"]) <= 2900
+
+
+def test_a_malformed_webhook_url_is_a_failed_delivery_not_an_error() -> None:
+    for url in ("not a url", "htp://hooks.example/x", "http://[::1/x", ""):
+        delivery = WebhookSink(url, sleep=lambda _s: None).deliver(PAYLOAD)
+        assert not delivery.ok and delivery.error, url
+
+
+def test_the_longest_retry_settings_stay_inside_the_budget() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+        started = time.monotonic()
+        delivery = WebhookSink(url, timeout_s=10, retries=3, backoff_s=5, budget_s=1.0).deliver(PAYLOAD)
+        assert not delivery.ok and time.monotonic() - started < 2.0

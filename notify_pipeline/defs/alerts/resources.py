@@ -12,15 +12,18 @@ import os
 import dagster as dg
 from pydantic import Field
 
-from notify_pipeline.reporting.alerts.sink import RecordOnly, Sink, WebhookSink
+from notify_pipeline.reporting.alerts.pagerduty import DEFAULT_EVENTS_URL, PagerDuty
+from notify_pipeline.reporting.alerts.sink import BUDGET_S, RecordOnly, Sink, WebhookSink
 from notify_pipeline.thresholds import DEFAULTS, Thresholds
 
 
 class AlertSink(dg.ConfigurableResource):
-    """A Slack-compatible incoming webhook for alerts. Only the NAME of the environment variable is
-    configuration: the URL (a secret, it carries a token) is read when an alert is sent. Unset, alerts
-    are recorded in the alerts table and shown in the sensors' tick text only. The limits keep the
-    worst case (every attempt timing out) well inside a sensor tick's 60 s."""
+    """Where alerts go: a Slack-compatible incoming webhook and PagerDuty Events v2. Only the NAMES
+    of the environment variables are configuration: the webhook URL and the routing key (secrets)
+    are read when an alert is sent, so they never reach run config or the UI. With neither set,
+    alerts are recorded in the alerts table and shown on the notifications asset's checks only.
+    Each channel's delivery (attempts and backoff) is cut off at budget_s, so a tick posting to both
+    stays well inside a sensor tick's 60 s."""
 
     webhook_url_env: str = Field(
         default="NOTIFY_ALERT_WEBHOOK_URL", description="Environment variable holding the webhook URL."
@@ -28,15 +31,55 @@ class AlertSink(dg.ConfigurableResource):
     timeout_s: float = Field(default=5.0, gt=0, le=10, description="Seconds per attempt (connect at most 3).")
     retries: int = Field(default=2, ge=0, le=3, description="Retries after a 5xx, 429 or network error.")
     backoff_s: float = Field(default=0.5, ge=0, le=5, description="First backoff; doubles on each retry.")
+    budget_s: float = Field(
+        default=BUDGET_S,
+        gt=0,
+        le=BUDGET_S,
+        description="Longest one delivery may take, attempts and backoff included.",
+    )
+    pagerduty_routing_key_env: str = Field(
+        default="NOTIFY_PAGERDUTY_ROUTING_KEY",
+        description="Environment variable holding the PagerDuty Events v2 routing key (unset: no paging).",
+    )
+    pagerduty_events_url_env: str = Field(
+        default="NOTIFY_PAGERDUTY_EVENTS_URL",
+        description=f"Environment variable overriding the Events v2 URL (default {DEFAULT_EVENTS_URL}).",
+    )
 
     def webhook_url(self) -> str:
         return os.environ.get(self.webhook_url_env, "").strip()
+
+    def routing_key(self) -> str:
+        return os.environ.get(self.pagerduty_routing_key_env, "").strip()
+
+    def secrets(self) -> tuple[str, ...]:
+        """What must never appear in alert text, logs or metadata."""
+        return tuple(secret for secret in (self.webhook_url(), self.routing_key()) if secret)
 
     def sink(self) -> Sink:
         url = self.webhook_url()
         if not url:
             return RecordOnly(f"{self.webhook_url_env} is not set")
-        return WebhookSink(url, timeout_s=self.timeout_s, retries=self.retries, backoff_s=self.backoff_s)
+        return WebhookSink(
+            url,
+            timeout_s=self.timeout_s,
+            retries=self.retries,
+            backoff_s=self.backoff_s,
+            budget_s=self.budget_s,
+        )
+
+    def pager(self) -> PagerDuty | None:
+        key = self.routing_key()
+        if not key:
+            return None
+        return PagerDuty(
+            key,
+            events_url=os.environ.get(self.pagerduty_events_url_env, "").strip() or DEFAULT_EVENTS_URL,
+            timeout_s=self.timeout_s,
+            retries=self.retries,
+            backoff_s=self.backoff_s,
+            budget_s=self.budget_s,
+        )
 
 
 class AlertThresholds(dg.ConfigurableResource):
@@ -79,8 +122,18 @@ class AlertThresholds(dg.ConfigurableResource):
         default=DEFAULTS.no_receipts_min_sent, ge=1, description="Fewer sends awaiting a status: no verdict."
     )
     alert_repeat_s: float = Field(default=DEFAULTS.alert_repeat_s, gt=0, description="Reminder cadence.")
+    worker_start_grace_s: float = Field(
+        default=120.0,
+        ge=0,
+        le=900,
+        description="Worker health waits this long (a send run's normal start) before it fires.",
+    )
+
+    def start_grace_s(self, alert_name: str) -> float:
+        return self.worker_start_grace_s if alert_name == "worker_health" else 0.0
 
     def thresholds(self) -> Thresholds:
-        # Only the alert fields: the daily summary's asset-check thresholds keep their defaults here.
+        # Only the alert fields: the daily summary's asset-check thresholds keep their defaults here
+        # (worker_start_grace_s is not a Thresholds field: the sensors pass it to the lifecycle).
         names = [f.name for f in dataclasses.fields(Thresholds) if f.name in type(self).model_fields]
         return dataclasses.replace(DEFAULTS, **{name: getattr(self, name) for name in names})

@@ -3,11 +3,14 @@ of the code location (asset jobs included) grouped into episodes per job, and th
 that resolves a job's episode.
 
 Each alert sensor reads its snapshot under a short statement timeout, moves the alert's lifecycle
-one step (reporting/alerts/lifecycle.py) and returns a SensorResult whose skip reason says what it
-saw or sent, so alerts are visible in the UI's tick history even with no webhook configured. The
-cursor (small JSON) only remembers since when a condition holds; the alerts table knows what fires.
+one step (reporting/alerts/lifecycle.py), pages PagerDuty when configured, and returns a
+SensorResult: its asset_events carry the alert's check evaluation on the `notifications` asset
+(checks.py: a firing alert is a failed check, red in the UI and kept in the asset's history), its
+skip reason says what it saw or sent. The cursor (small JSON) remembers since when a condition
+holds and what the check last reported; the alerts table knows what fires.
 """
 
+import json
 import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -17,9 +20,10 @@ import dagster as dg
 import psycopg
 
 from notify_pipeline.db.connect import connect
+from notify_pipeline.defs.alerts import checks
 from notify_pipeline.defs.alerts.resources import AlertSink, AlertThresholds
 from notify_pipeline.defs.resources import QueueDatabase
-from notify_pipeline.reporting.alerts import lifecycle, run_failures
+from notify_pipeline.reporting.alerts import lifecycle, pagerduty, run_failures
 from notify_pipeline.reporting.alerts.catalog import ALERTS, AlertSpec
 
 # Well under the sensor's 60 s evaluation timeout, webhook retries included; the queries take ms.
@@ -53,7 +57,8 @@ def alert_sensor(
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"{spec.description} Fires once, reminds every alert_repeat_s while it lasts, resolves "
-        "when it clears; thresholds from the alert_thresholds resource, delivery by alert_sink.",
+        "when it clears; thresholds from the alert_thresholds resource, delivery by alert_sink (webhook, "
+        f"PagerDuty); reports the {spec.name} check of the notifications asset.",
     )
     def _sensor(
         context: dg.SensorEvaluationContext,
@@ -61,14 +66,41 @@ def alert_sensor(
         alert_thresholds: AlertThresholds,
         alert_sink: AlertSink,
     ) -> dg.SensorResult:
+        now = clock()
         with _open_db(queue_db, name)() as conn:
             outcome = lifecycle.evaluate(
-                conn, spec, alert_thresholds.thresholds(), alert_sink.sink(), clock(), context.cursor
+                conn,
+                spec,
+                alert_thresholds.thresholds(),
+                alert_sink.sink(),
+                now,
+                context.cursor,
+                pager=alert_sink.pager(),
+                start_grace_s=alert_thresholds.start_grace_s(spec.name),
             )
         (context.log.warning if outcome.state in LOUD else context.log.info)(f"{spec.name}: {outcome.text}")
-        return dg.SensorResult(skip_reason=outcome.text, cursor=outcome.cursor)
+        last = _cursor_json(context.cursor)
+        status = checks.check_status(outcome.state)
+        cursor = _cursor_json(outcome.cursor)
+        events = []
+        if checks.due(status, outcome.state, last, now):
+            evaluation = checks.evaluation(spec, outcome)
+            if evaluation is not None:
+                events.append(evaluation)
+                cursor.update(check=status, check_at=now.isoformat())
+        else:  # remember what the check shows until the next report
+            cursor.update({key: last[key] for key in ("check", "check_at") if key in last})
+        return dg.SensorResult(skip_reason=outcome.text, cursor=json.dumps(cursor), asset_events=events)
 
     return _sensor
+
+
+def _cursor_json(text: str | None) -> dict:
+    try:
+        data = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 (
@@ -80,6 +112,28 @@ def alert_sensor(
     throttling_alert_sensor,
     no_receipts_alert_sensor,
 ) = ALERT_SENSORS = tuple(alert_sensor(spec) for spec in ALERTS)
+
+
+def _page(
+    context: dg.RunStatusSensorContext,
+    queue_db: QueueDatabase,
+    alert_sink: AlertSink,
+    job: str,
+    now: datetime,
+) -> None:
+    """PagerDuty for a job's run-failure episode: trigger it when open, resolve it once resolved; a
+    failed delivery is retried at the job's next failed or successful run."""
+    pager = alert_sink.pager()
+    if pager is None:
+        return
+    try:
+        with _open_db(queue_db, "run_failure_pagerduty")() as conn:
+            paged = pagerduty.sync(conn, run_failures.name(job), pager, now)
+    except psycopg.Error as exc:
+        context.log.warning(f"PagerDuty not synced for {job}: queue database error ({type(exc).__name__})")
+        return
+    if paged.sent:
+        context.log.info(f"{run_failures.name(job)}: {paged.describe()}")
 
 
 def _step_errors(context: dg.RunFailureSensorContext) -> tuple[str, ...]:
@@ -120,15 +174,17 @@ def run_failure_alert_sensor(
     failure = run_failures.RunFailure(
         run.job_name, run.run_id, context.failure_event.message or "run failed", _step_errors(context)
     )
-    secrets = (os.environ.get("WHATSAPP_ACCESS_TOKEN", ""), alert_sink.webhook_url())
+    secrets = (os.environ.get("WHATSAPP_ACCESS_TOKEN", ""), *alert_sink.secrets())
+    now = lifecycle.utc_now()
     result = run_failures.announce(
         _open_db(queue_db, "run_failure_alert_sensor"),
         failure,
         alert_sink.sink(),
-        lifecycle.utc_now(),
+        now,
         secrets,
         repeat_s=alert_thresholds.alert_repeat_s,
     )
+    _page(context, queue_db, alert_sink, run.job_name, now)
     if result.verdict is None or result.delivery is None:
         context.log.info(f"run {run.run_id[:8]} of {run.job_name}: {result.note}")
         return
@@ -148,13 +204,15 @@ def run_recovery_alert_sensor(
     context: dg.RunStatusSensorContext, queue_db: QueueDatabase, alert_sink: AlertSink
 ) -> None:
     run = context.dagster_run
+    now = lifecycle.utc_now()
     result = run_failures.resolve(
         _open_db(queue_db, "run_recovery_alert_sensor"),
         run.job_name,
         run.run_id,
         alert_sink.sink(),
-        lifecycle.utc_now(),
+        now,
     )
+    _page(context, queue_db, alert_sink, run.job_name, now)
     if result is not None:
         delivery = result.delivery.describe() if result.delivery else "nothing was paged"
         context.log.info(f"RESOLVED run failures of {run.job_name}: {delivery}")

@@ -7,14 +7,22 @@ last a while before they fire (queue depth); losing it delays such an alert, nev
 
 `notifications` and `last_notified_at` count announcements that reached their channel. A failed
 webhook delivery is recorded in `details` and retried on the next tick, so the alert is never lost.
+PagerDuty, when configured, follows the same table on its own (pagerduty.sync after each step):
+one incident per episode, triggered when it fires and resolved when it resolves, retried until
+PagerDuty accepts, independently of the webhook.
+
+`start_grace_s` makes an alert wait that long before firing even when its condition needs no
+hold of its own: worker health gets a send run's normal start (a fresh deployment, a resume, the
+handover between two long-lived send runs), so it never fires while a run is simply starting.
 Time comes from an injectable clock: tests drive hours of alert life without sleeping.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +30,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from notify_pipeline.reporting.alerts import pagerduty
 from notify_pipeline.reporting.alerts.catalog import AlertSpec
 from notify_pipeline.reporting.alerts.messages import alert_message, stamp
 from notify_pipeline.reporting.alerts.sink import Delivery, Sink
@@ -65,6 +74,9 @@ class Outcome:
     text: str  # what happened, for the sensor's tick text and log (never the webhook URL)
     cursor: str
     delivery: Delivery | None = None
+    verdict: Verdict | None = None  # None: the check could not run (state unchanged)
+    episode: dict[str, Any] | None = None  # the open (or just resolved) episode: id, started_at, ...
+    paged: pagerduty.Synced = field(default_factory=pagerduty.Synced)
 
 
 def evaluate(
@@ -74,25 +86,32 @@ def evaluate(
     sink: Sink,
     now: datetime,
     cursor: str | None,
+    *,
+    pager: pagerduty.PagerDuty | None = None,
+    start_grace_s: float = 0.0,
 ) -> Outcome:
-    """Read, judge and move the alert one step. A check cut off by the statement timeout leaves
-    the alert as it was and says so."""
+    """Read, judge and move the alert one step, then bring PagerDuty in line. A check cut off by
+    the statement timeout leaves the alert as it was and says so."""
     try:
         verdict = spec.check(conn, thresholds)
     except psycopg.errors.QueryCanceled as exc:
         return Outcome(
             "error", f"could not check within the statement timeout ({exc}); state unchanged", cursor or ""
         )
-    return step(
+    outcome = step(
         conn,
         spec,
         verdict,
         now,
         Cursor.parse(cursor),
-        spec.hold_s(thresholds),
+        max(spec.hold_s(thresholds), start_grace_s),
         thresholds.alert_repeat_s,
         sink,
     )
+    paged = pagerduty.sync(conn, spec.name, pager, now)
+    if not paged.sent:
+        return outcome
+    return dataclasses.replace(outcome, text=f"{outcome.text}; {paged.describe()}", paged=paged)
 
 
 def step(
@@ -109,7 +128,7 @@ def step(
     if not verdict.breached:
         cleared = Cursor(None, now).dump()
         if episode is None:
-            return Outcome("ok", verdict.headline, cleared)
+            return Outcome("ok", verdict.headline, cleared, verdict=verdict)
         message = alert_message(
             "resolved",
             spec.title,
@@ -127,6 +146,8 @@ def step(
             f"RESOLVED after {lasted}: {verdict.headline}; {delivery.describe()}",
             cleared,
             delivery,
+            verdict,
+            {**episode, "resolved_at": now, "notifications": episode["notifications"] + int(delivery.ok)},
         )
 
     # Observations far apart (the sensor was stopped) do not prove the condition lasted between them.
@@ -140,6 +161,7 @@ def step(
                 f"pending: {verdict.headline}; fires if it lasts {duration(hold_s)} "
                 f"({duration((now - since).total_seconds())} so far)",
                 held,
+                verdict=verdict,
             )
         episode = _insert(conn, spec.name, verdict, since) or _open_episode(conn, spec.name)
         assert episode is not None
@@ -155,6 +177,8 @@ def step(
             "firing",
             f"FIRING since {stamp(episode['started_at'])}: {verdict.headline}; next reminder in {wait}",
             held,
+            verdict=verdict,
+            episode=episode,
         )
     message = alert_message(kind, spec.title, spec.name, verdict, started_at=episode["started_at"], now=now)
     delivery = sink.deliver(message)
@@ -169,6 +193,8 @@ def step(
         f"{label}: {verdict.headline}; {delivery.describe()}",
         held,
         delivery,
+        verdict,
+        {**episode, "notifications": episode["notifications"] + int(delivery.ok)},
     )
 
 

@@ -4,7 +4,9 @@ The webhook URL is a secret (a Slack webhook URL carries its token in the path).
 by WebhookSink, never written to alerts, logs or metadata: delivery errors are recorded without
 it, and httpx's own "HTTP Request: POST <url>" log line is scrubbed by a filter installed here.
 Delivery has explicit timeouts and a few retries with exponential backoff on 5xx, 429 and
-network errors; other 4xx answers (a revoked or mistyped webhook) are final at once.
+network errors; other 4xx answers (a revoked or mistyped webhook) are final at once. Delivery
+never raises: a malformed URL or any transport problem is a failed Delivery, recorded by the
+lifecycle and retried on a later tick, and one delivery never takes longer than BUDGET_S.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import httpx
 
 REDACTED = "<alert webhook>"
 MAX_RETRY_AFTER_S = 5.0  # a sensor tick has about a minute: never sleep long on Retry-After
+# One message's delivery, every attempt and backoff included, never takes longer than this: a tick
+# may post to the webhook and to PagerDuty, and must stay well inside the sensor's 60 s.
+BUDGET_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -27,7 +32,7 @@ class Delivery:
     """What happened to one message: ok, which channel, how many attempts, the last error."""
 
     ok: bool
-    channel: str  # webhook | none
+    channel: str  # webhook | pagerduty | none
     attempts: int = 0
     status: int | None = None
     error: str | None = None
@@ -39,8 +44,8 @@ class Delivery:
         if self.channel == "none":
             return f"recorded only ({self.error})" if self.error else "recorded only"
         if self.ok:
-            return f"webhook delivered (attempt {self.attempts})"
-        return f"webhook delivery FAILED after {self.attempts} attempt(s): {self.error}"
+            return f"{self.channel} delivered (attempt {self.attempts})"
+        return f"{self.channel} delivery FAILED after {self.attempts} attempt(s): {self.error}"
 
 
 class Sink(Protocol):
@@ -78,6 +83,12 @@ _SCRUB = _Scrub()
 logging.getLogger("httpx").addFilter(_SCRUB)
 
 
+def scrub(secret: str) -> None:
+    """Keep `secret` out of httpx's log lines from now on."""
+    if secret:
+        _SCRUB.secrets.add(secret)
+
+
 class WebhookSink:
     """POSTs Slack-compatible JSON ({"text": ..., "blocks": [...]}) to one webhook URL."""
 
@@ -88,14 +99,13 @@ class WebhookSink:
         timeout_s: float = 5.0,
         retries: int = 2,
         backoff_s: float = 0.5,
+        budget_s: float = BUDGET_S,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._url = url
         self.timeout_s, self.retries, self.backoff_s, self._sleep = timeout_s, retries, backoff_s, sleep
-        _SCRUB.secrets.add(url)
-        # A loopback receiver (tests, a local relay) must not be sent through a proxy; a real
-        # webhook host honours the environment's proxy settings.
-        self._trust_env = urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1")
+        self.budget_s = budget_s
+        scrub(url)
 
     def __repr__(self) -> str:  # never show the URL, even in a traceback's locals
         return f"WebhookSink({REDACTED}, timeout_s={self.timeout_s}, retries={self.retries})"
@@ -104,29 +114,76 @@ class WebhookSink:
         return text.replace(self._url, REDACTED)
 
     def deliver(self, payload: dict[str, Any]) -> Delivery:
-        timeout = httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 3.0))
-        status: int | None = None
-        error = "not attempted"
-        attempts = 0
-        with httpx.Client(timeout=timeout, trust_env=self._trust_env, follow_redirects=False) as client:
-            for attempt in range(1, self.retries + 2):
+        return post_json(
+            self._url,
+            payload,
+            channel="webhook",
+            timeout_s=self.timeout_s,
+            retries=self.retries,
+            backoff_s=self.backoff_s,
+            budget_s=self.budget_s,
+            sleep=self._sleep,
+            redact=self.redact,
+        )
+
+
+def post_json(
+    url: str,
+    payload: dict[str, Any],
+    *,
+    channel: str,
+    timeout_s: float,
+    retries: int,
+    backoff_s: float,
+    budget_s: float = BUDGET_S,
+    sleep: Callable[[float], None] = time.sleep,
+    redact: Callable[[str], str] = lambda text: text,
+    clock: Callable[[], float] = time.monotonic,
+) -> Delivery:
+    """POST `payload` as JSON with retries on 5xx, 429 and network errors, never longer than
+    `budget_s` in all (timeouts and backoff included), and never raising: a malformed URL or any
+    transport problem is a failed Delivery whose error text went through `redact`."""
+    deadline = clock() + budget_s
+    status: int | None = None
+    error = "not attempted"
+    attempts = 0
+    try:
+        # A loopback receiver (tests, a local relay) must not be sent through a proxy; a real
+        # host honours the environment's proxy settings.
+        trust_env = urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1")
+        with httpx.Client(trust_env=trust_env, follow_redirects=False) as client:
+            for attempt in range(1, retries + 2):
+                left = deadline - clock()
+                if left <= 0.05:
+                    error = f"{error}; gave up: the {budget_s:g} s delivery budget is spent"
+                    break
                 attempts = attempt
-                wait = self.backoff_s * 2 ** (attempt - 1)
+                per_try = min(timeout_s, left)
+                timeout = httpx.Timeout(per_try, connect=min(per_try, 3.0))
+                wait = backoff_s * 2 ** (attempt - 1)
                 try:
-                    response = client.post(self._url, json=payload)
+                    response = client.post(url, json=payload, timeout=timeout)
+                except httpx.UnsupportedProtocol as exc:  # a mistyped URL: retrying changes nothing
+                    status, error = None, redact(f"{type(exc).__name__}: {exc}".rstrip(": "))
+                    break
                 except httpx.HTTPError as exc:
-                    status, error = None, self.redact(f"{type(exc).__name__}: {exc}".rstrip(": "))
+                    status, error = None, redact(f"{type(exc).__name__}: {exc}".rstrip(": "))
                 else:
                     status = response.status_code
                     if 200 <= status < 300:
-                        return Delivery(ok=True, channel="webhook", attempts=attempt, status=status)
-                    error = self.redact(f"HTTP {status}: {response.text[:200]}".rstrip(": "))
+                        return Delivery(ok=True, channel=channel, attempts=attempt, status=status)
+                    error = redact(f"HTTP {status}: {response.text[:200]}".rstrip(": "))
                     if status != 429 and status < 500:
-                        break  # the webhook refused this message: retrying changes nothing
+                        break  # the receiver refused this message: retrying changes nothing
                     wait = max(wait, _retry_after(response))
-                if attempt <= self.retries:
-                    self._sleep(wait)
-        return Delivery(ok=False, channel="webhook", attempts=attempts, status=status, error=error)
+                if attempt <= retries:
+                    if clock() + wait >= deadline:
+                        error = f"{error}; gave up: the {budget_s:g} s delivery budget is spent"
+                        break
+                    sleep(wait)
+    except Exception as exc:  # a malformed URL (httpx.InvalidURL, UnsupportedProtocol), anything else
+        status, error = None, redact(f"{type(exc).__name__}: {exc}".rstrip(": "))
+    return Delivery(ok=False, channel=channel, attempts=attempts, status=status, error=error)
 
 
 def _retry_after(response: httpx.Response) -> float:
