@@ -46,6 +46,10 @@ def test_the_catalog_has_the_seven_alerts_and_only_queue_depth_waits() -> None:
 def test_queue_depth_counts_due_rows_not_deferred_ones(db) -> None:
     add_rows(db, 5)
     add_rows(db, 50, due="now() + interval '8 hours'", first=100)  # quiet hours: waiting, not a backlog
+    # Rows a live drain holds are being sent: not due (README "Figures"; this alert used to count
+    # them, while `status` and the metrics did not).
+    live = add_rows(db, 4, first=300)
+    db.execute("UPDATE notifications SET locked_at = now(), locked_by = 'w1' WHERE id = ANY(%s)", (live,))
     verdict = check(db, "queue_depth")
     assert not verdict.breached and verdict.headline.startswith("ok: 5 due now")
     add_rows(db, 1, first=200)
@@ -55,6 +59,7 @@ def test_queue_depth_counts_due_rows_not_deferred_ones(db) -> None:
     assert "50 more wait for a later time" in verdict.facts[0]
     assert "notify-pipeline status" in verdict.first_check
     assert verdict.numbers["due"] == 6 and verdict.numbers["waiting"] == 50
+    assert verdict.numbers["claimed"] == 4 and "4 more are being sent by a live drain" in verdict.facts[0]
 
 
 def test_queue_depth_first_check_names_stale_claims_and_the_pause(db) -> None:
@@ -86,6 +91,8 @@ def test_failure_rate_names_worst_domains_and_explains_codes_from_the_code_table
     add_rows(db, 8, status="failed", domain="orders", code="131026", first=200)
     add_rows(db, 30, status="failed", domain="orders", code="opted_out", first=300)  # not a delivery failure
     add_rows(db, 30, status="failed", domain="orders", code="emergency_stop", first=400)
+    # Expired rows are their own figure, not failures (README "Figures"; this alert used to count them).
+    add_rows(db, 30, status="failed", domain="orders", code="expired", first=500)
     verdict = check(db, "failure_rate")
     # overall 8 / 60 = 13 %, but orders alone is 8 / 20 = 40 %
     assert verdict.breached

@@ -3,6 +3,7 @@ rows, quiet-hours violations, top recipients, hours of day, error messages, corr
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -21,6 +22,7 @@ from notify_pipeline.operations.diagnostics import (
     render_markdown,
     run_report,
     template_failures,
+    to_json,
 )
 from notify_pipeline.operations.diagnostics_base import mask_number, mask_text
 from notify_pipeline.whatsapp.errors import lookup
@@ -49,13 +51,30 @@ def test_failures_by_code_have_the_real_meaning_and_fix(db) -> None:
     assert rows["131026"]["meaning"] == lookup(131026).title == "Message undeliverable"
     assert rows["131026"]["fix"] == lookup(131026).fix
     assert "+250788000001" not in rows["131026"]["example"] and "+250*******01" in rows["131026"]["example"]
-    assert "only at their own request" in rows["opted_out"]["fix"]
     assert "Sync" in rows["template_missing"]["fix"]
     assert "status page" in rows["timeout_ambiguous"]["fix"]
     assert rows["none"]["meaning"] == "no error code"
-    assert "1 sent, 6 failed" in report.notes[0]
+    # An opt-out is not a failure (README "Figures"): it is listed apart, out of the failure rate,
+    # which used to be 6 failed of 7 here while the alert said 5 of 6.
+    assert "opted_out" not in rows
+    apart = by(report.tables[1].rows, "code")
+    assert apart["opted_out"]["outcome"] == "filtered" and apart["opted_out"]["rows"] == 1
+    assert "only at their own request" in apart["opted_out"]["fix"]
+    assert "1 sent, 5 failed (failure rate 83.3 %" in report.notes[0]
+    assert "1 filtered" in report.notes[1]
+    assert report.figures["failed"] == 5 and report.figures["failure_rate"] == 5 / 6
     text = render(report)
     assert "Message undeliverable" in text and "Template not found" not in text
+
+
+def test_json_has_the_same_masked_cells_and_the_figures(db) -> None:
+    insert(db, "+250788000011", status="failed", code="131026", message="undeliverable to +250788000011")
+    insert(db, "+250788000012")  # sent
+    shown = json.loads(to_json(failures(db, hours=1)))
+    assert shown["report"] == "failures" and shown["figures"]["failure_rate"] == 0.5
+    (row,) = shown["tables"][0]["rows"]
+    assert row["example"] == "undeliverable to +250*******11" and row["last_seen"].endswith("+00:00")
+    assert "+250788000011" not in json.dumps(shown)
 
 
 def test_fixes_for_our_own_reasons() -> None:

@@ -1,7 +1,13 @@
 """Retention: old audit rows, events and resolved alerts go, in batches; nothing recent, no firing
-alert and no notification is touched. The Dagster job in process, the schedule, the CLI."""
+alert and no notification is touched. The Dagster job in process, the schedule, the CLI. Dagster's
+own storage: old runs that touched no asset go with their files, op outputs are not stored, and an
+idle deployment starts few runs a day."""
 
 from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -111,3 +117,155 @@ def test_cli_cleanup_counts_unless_confirmed(db, db_url, aged) -> None:
     done = cli("cleanup", "--batch-size", "5", "--confirm", env=env)
     assert done.returncode == 0 and "notification_audit_log: deleted 7 row(s) in 2 batch(es)" in done.stdout
     assert count(db, "notification_audit_log") == 5
+
+
+# --- Dagster's own storage -------------------------------------------------------------------
+
+
+@dg.op
+def noop() -> int:
+    return 1
+
+
+@dg.job
+def noop_job() -> None:
+    noop()
+
+
+@dg.asset
+def kept_asset() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"rows": 1})
+
+
+def backdate(instance: dg.DagsterInstance, run_id: str, days: int) -> None:
+    """Make a run look `days` old (the runs table's create_timestamp, which RunsFilter reads)."""
+    from dagster._core.storage.runs.schema import RunsTable
+
+    with instance.run_storage.connect() as conn:
+        conn.execute(
+            RunsTable.update()
+            .where(RunsTable.c.run_id == run_id)
+            .values(create_timestamp=(datetime.now(UTC) - timedelta(days=days)).replace(tzinfo=None))
+        )
+
+
+@pytest.fixture
+def old_runs():
+    """An instance with 3 op runs 40 days old (each with its compute logs, one also with a pickled
+    output), 1 asset run 40 days old and 1 op run from today."""
+    with dg.instance_for_test() as instance:
+        old = [noop_job.execute_in_process(instance=instance).run_id for _ in range(3)]
+        asset_run = dg.materialize([kept_asset], instance=instance).run_id
+        recent = noop_job.execute_in_process(instance=instance).run_id
+        for run_id in [*old, asset_run]:
+            backdate(instance, run_id, 40)
+        folder = Path(instance.storage_directory()) / old[0] / "noop"
+        folder.mkdir(parents=True)
+        (folder / "result").write_bytes(b"pickled")
+        yield instance, old, asset_run, recent
+
+
+def test_dagster_run_cleanup_counts_in_a_dry_run(old_runs) -> None:
+    instance, old, _asset_run, _recent = old_runs
+    report = retention.prune_dagster_runs(instance, older_than_days=30)
+    assert (report.dry_run, report.examined, report.deleted, report.kept_with_assets) == (True, 4, 3, 1)
+    assert len(instance.get_run_ids()) == 5 and (Path(instance.storage_directory()) / old[0]).is_dir()
+
+
+def test_dagster_run_cleanup_deletes_old_runs_without_asset_events_and_their_files(old_runs) -> None:
+    instance, old, asset_run, recent = old_runs
+    report = retention.prune_dagster_runs(instance, older_than_days=30, dry_run=False)
+    assert (report.deleted, report.kept_with_assets, report.folders_removed) == (3, 1, 3), "compute logs too"
+    assert set(instance.get_run_ids()) == {asset_run, recent}
+    assert all(not instance.all_logs(run_id) for run_id in old), "their event_logs rows go with them"
+    assert not any((Path(instance.storage_directory()) / run_id).exists() for run_id in old)
+    assert (Path(instance.storage_directory()) / recent).is_dir()
+    materialized = instance.fetch_materializations(dg.AssetKey("kept_asset"), limit=1).records
+    assert [record.run_id for record in materialized] == [asset_run], "the asset's history stays"
+    assert retention.prune_dagster_runs(instance, older_than_days=30, dry_run=False).deleted == 0
+    assert retention.prune_dagster_runs(instance, older_than_days=50, dry_run=False).examined == 0
+    with pytest.raises(ValueError):
+        retention.prune_dagster_runs(instance, older_than_days=0)
+
+
+def test_cleanup_job_prunes_dagster_runs_on_its_instance(db_url, old_runs) -> None:
+    instance, old, _asset_run, _recent = old_runs
+    resources = {"queue_db": QueueDatabase(url=db_url)}
+    dry = retention_jobs.audit_log_cleanup_job.execute_in_process(resources=resources, instance=instance)
+    assert dry.output_for_node("delete_old_dagster_runs")["deleted"] == 3
+    assert set(old) <= set(instance.get_run_ids())
+    config = retention_jobs.RunCleanupConfig(older_than_days=30, dry_run=False)
+    done = retention_jobs.audit_log_cleanup_job.execute_in_process(
+        resources=resources,
+        instance=instance,
+        run_config=dg.RunConfig(ops={"delete_old_dagster_runs": config}),
+    )
+    assert done.success and not set(old) & set(instance.get_run_ids())
+    schedule = retention_jobs.audit_log_cleanup_schedule
+    run_config = schedule.evaluate_tick(dg.build_schedule_context()).run_requests[0].run_config
+    assert run_config["ops"]["delete_old_dagster_runs"]["config"]["dry_run"] is False
+
+
+def test_op_outputs_are_not_written_to_dagster_storage(tmp_path) -> None:
+    """The location's io_manager stores nothing; the filesystem one (Dagster's default for launched
+    runs) leaves a pickle per op output in the run's storage folder. Compute logs are written either
+    way (the run clean-up deletes them)."""
+    from notify_pipeline_tests.test_definitions import load_workspace_definitions
+
+    io_manager = load_workspace_definitions().resources["io_manager"]
+    assert isinstance(io_manager, retention_jobs.DiscardOutputsIOManager)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+
+        def stored(manager) -> list[str]:
+            job = dg.Definitions(jobs=[noop_job], resources={"io_manager": manager}).resolve_job_def(
+                "noop_job"
+            )
+            result = job.execute_in_process(instance=instance)
+            assert result.success and result.output_for_node("noop") == 1, "tests still see outputs"
+            folder = Path(instance.storage_directory()) / result.run_id
+            return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+        assert stored(io_manager) == ["compute_logs"]
+        assert stored(dg.FilesystemIOManager()) == ["compute_logs", "noop"]
+
+
+def _ticks_per_day(cron: str, timezone: str | None) -> float:
+    from dagster._utils.schedules import cron_string_iterator
+
+    start = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday; 7 days cover weekly schedules
+    ticks = cron_string_iterator(start.timestamp(), cron, timezone)
+    count = sum(1 for _ in itertools.takewhile(lambda t: t < start + timedelta(days=7), ticks))
+    return count / 7
+
+
+def test_an_idle_deployment_starts_at_most_50_dagster_runs_a_day(monkeypatch, db, db_url) -> None:
+    """Every schedule and sensor the location starts with, evaluated on an idle queue (nothing
+    queued, nothing sent): a schedule that launches at idle counts each of its ticks, a gated one
+    (it skips when there is nothing to do) none; the send sensor keeps one send run alive, a new
+    one per lifetime. A new run-launching sensor must be accounted for here."""
+    from notify_pipeline import settings
+    from notify_pipeline_tests.test_definitions import load_workspace_definitions
+
+    monkeypatch.setenv("NOTIFY_DATABASE_URL", db_url)
+    repo = load_workspace_definitions().get_repository_def()
+    resources = {"queue_db": QueueDatabase(url=db_url)}
+    per_day: dict[str, float] = {}
+    for schedule in repo.schedule_defs:
+        if schedule.default_status != dg.DefaultScheduleStatus.RUNNING:
+            continue
+        tick = schedule.evaluate_tick(
+            dg.build_schedule_context(resources=resources, scheduled_execution_time=datetime.now(UTC))
+        )
+        per_day[schedule.name] = (
+            _ticks_per_day(schedule.cron_schedule, schedule.execution_timezone) if tick.run_requests else 0
+        )
+    for sensor in repo.sensor_defs:
+        if sensor.default_status != dg.DefaultSensorStatus.RUNNING or not sensor.targets:
+            continue
+        assert sensor.name == "due_notifications_sensor", f"count the idle runs of {sensor.name}"
+        per_day[sensor.name] = 24 * 60 / settings.send_lifetime_minutes()
+    assert per_day["due_notifications_sensor"] == 12
+    assert per_day["daily_report_job_schedule"] == 1
+    assert per_day["today_report_schedule"] == 0 and per_day["sweep_locks_schedule"] == 0
+    total = sum(per_day.values())
+    assert total <= 50, f"{total:.1f} runs a day at idle: {per_day}"

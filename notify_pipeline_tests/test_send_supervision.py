@@ -403,3 +403,14 @@ def test_the_sweep_runs_only_when_stale_claims_exist(db, db_url) -> None:
         run_config=request.run_config, resources={"queue_db": QueueDatabase(url=db_url)}
     )
     assert swept.output_for_node("sweep_stale_locks") == 1
+
+
+def test_failing_send_runs_are_relaunched_with_growing_waits() -> None:
+    from notify_pipeline.engine.supervision import retry_wait_s
+
+    assert [retry_wait_s(n) for n in (0, 1, 2, 3, 4)] == [0, 0, 15, 30, 60]
+    assert retry_wait_s(50) == 600
+    waiting = decide([], [], lock_held=False, blocked=None, failures=(3, 10.0))
+    assert not waiting.launch and "the last 3 send runs failed" in waiting.reason
+    assert decide([], [], lock_held=False, blocked=None, failures=(3, 31.0)).launch
+    assert decide([], [], lock_held=False, blocked=None, failures=(1, 0.0)).launch

@@ -1,7 +1,11 @@
-"""The runbook's system status check as data: worker activity, queue depth, failure rate by domain.
+"""The runbook's system status check as data: worker activity, queue shape, outcomes by domain.
 
-Queue depth separates what is due from what waits (deferred or scheduled): the prior system's
-gauge counted deferred rows and raised "queue backed up" every night during quiet hours.
+Every figure comes from reporting/figures.py, the one definition `diagnose`, the alerts, the
+metrics and the daily summary use too. The queue separates what is due from what waits (deferred
+or scheduled) and from what a live drain is sending: the prior system's gauge counted deferred rows
+and raised "queue backed up" every night during quiet hours. The failure rate is failed / (sent +
+failed) over the rows created in the last hour: rows still queued, opt-outs, emergency-stop holds
+and expired rows are shown but not judged (the runbook's own query divides by every row).
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ from typing import Any
 import psycopg
 
 from notify_pipeline.engine.holds import Hold, active_hold
+from notify_pipeline.reporting import figures
 from notify_pipeline.settings import sender_key
+
+# The window of the outcome figures: the runbook's last hour.
+WINDOW_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -21,15 +29,70 @@ class QueueStatus:
     paused: bool
     pause_reason: str | None
     worker_events: list[tuple[str, str | None, Any, datetime]]
-    depth: list[tuple[str, int, datetime | None]]
-    due_now: int
-    waiting: int
-    in_flight: int
-    oldest_due: datetime | None
-    failure_rate: list[tuple[str, int, int, float]]
+    depth: list[tuple[str, int, datetime | None]]  # rows by status (the runbook's depth query)
+    queue: figures.QueueShape
+    outcomes: figures.OutcomeFigures
     hold: Hold | None = None
     # The latest drains: worker, run, heartbeat age (s), lifetime left (s), stopped_by (None: live).
     drains: list[tuple[str, str | None, float, float | None, str | None]] = field(default_factory=list)
+
+    @property
+    def due_now(self) -> int:
+        return self.queue.due
+
+    @property
+    def waiting(self) -> int:
+        return self.queue.waiting
+
+    @property
+    def in_flight(self) -> int:
+        return self.queue.claimed
+
+    @property
+    def failure_rate(self) -> list[tuple[str, int, int, float | None]]:
+        """(domain, sent, failed, failure rate in %) for the domains with rows in the window, worst first."""
+        rows = [
+            (domain, o.sent, o.failed, None if o.failure_rate is None else round(100 * o.failure_rate, 2))
+            for domain, o in self.outcomes.by_domain.items()
+        ]
+        return sorted(rows, key=lambda r: (-(r[3] if r[3] is not None else -1), r[0]))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Machine-readable (`status --json`): numbers as numbers, times as ISO 8601, free text masked."""
+        from notify_pipeline.operations.diagnostics_base import mask_text
+
+        hold = self.hold
+        return {
+            "sending": {
+                "paused": self.paused,
+                "pause_reason": mask_text(self.pause_reason),
+                "hold": None
+                if hold is None
+                else {
+                    "kind": hold.kind,
+                    "code": hold.code,
+                    "reason": mask_text(hold.reason),
+                    "since": _iso(hold.since),
+                },
+            },
+            "drains": [
+                {"worker": w, "run": r, "heartbeat_s_ago": hb, "lifetime_left_s": left, "stopped_by": stop}
+                for w, r, hb, left, stop in self.drains
+            ],
+            "worker_events": [
+                {"event": e, "trigger": t, "processed": p, "at": _iso(at)}
+                for e, t, p, at in self.worker_events
+            ],
+            "rows_by_status": {
+                status: {"count": n, "oldest": _iso(oldest)} for status, n, oldest in self.depth
+            },
+            "queue": self.queue.as_dict(),
+            "outcomes": self.outcomes.as_dict(),
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def queue_status(conn: psycopg.Connection) -> QueueStatus:
@@ -42,17 +105,6 @@ def queue_status(conn: psycopg.Connection) -> QueueStatus:
     depth = conn.execute(
         "SELECT status, count(*), min(created_at) FROM notifications GROUP BY status ORDER BY status"
     ).fetchall()
-    due, waiting, in_flight, oldest = conn.execute(
-        "SELECT count(*) FILTER (WHERE next_attempt_at <= now() AND locked_at IS NULL), "
-        "count(*) FILTER (WHERE next_attempt_at > now()), count(*) FILTER (WHERE locked_at IS NOT NULL), "
-        "min(next_attempt_at) FILTER (WHERE next_attempt_at <= now()) "
-        "FROM notifications WHERE status = 'queued'"
-    ).fetchone()
-    rates = conn.execute(
-        "SELECT domain, count(*) FILTER (WHERE status = 'sent'), count(*) FILTER (WHERE status = 'failed'), "
-        "round(100.0 * count(*) FILTER (WHERE status = 'failed') / count(*), 2)::float "
-        "FROM notifications WHERE created_at > now() - interval '1 hour' GROUP BY domain ORDER BY 4 DESC, 1"
-    ).fetchall()
     drains = conn.execute(
         "SELECT worker_id, run_id, round(extract(epoch FROM now() - heartbeat_at))::float, "
         "round(extract(epoch FROM lifetime_ends_at - now()))::float, stopped_by FROM send_workers "
@@ -60,7 +112,16 @@ def queue_status(conn: psycopg.Connection) -> QueueStatus:
         (sender_key(),),
     ).fetchall()
     hold = active_hold(conn, sender_key())
-    return QueueStatus(paused, reason, events, depth, due, waiting, in_flight, oldest, rates, hold, drains)
+    return QueueStatus(
+        paused,
+        reason,
+        events,
+        depth,
+        figures.queue_shape(conn),
+        figures.outcomes_since(conn, WINDOW_S),
+        hold,
+        drains,
+    )
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -73,6 +134,8 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 def render(status: QueueStatus) -> str:
     """A readable report for `notify-pipeline status`."""
+    queue, outcomes = status.queue, status.outcomes
+    oldest = "-" if queue.oldest_due_s is None else f"{queue.oldest_due_s:.0f} s"
     switch = f"PAUSED ({status.pause_reason})" if status.paused else "running"
     parts = [f"Sending: {switch}"]
     if status.hold is not None:
@@ -98,12 +161,30 @@ def render(status: QueueStatus) -> str:
         "",
         "Queue depth",
         _table(["status", "count", "oldest"], [list(d) for d in status.depth]) if status.depth else "  empty",
-        f"queued: {status.due_now} due now, {status.waiting} waiting (deferred or scheduled), "
-        f"{status.in_flight} being sent; oldest due since {status.oldest_due or '-'}",
+        f"queued: {queue.due} due now, {queue.waiting} waiting (deferred or scheduled), "
+        f"{queue.claimed} being sent; oldest due for {oldest}"
+        + (
+            f"; claims past the lease (counted as due or waiting): {queue.stale_claims}, see `notify-pipeline sweep`"
+            if queue.stale_claims
+            else ""
+        ),
         "",
-        "Failure rate by domain (last hour)",
-        _table(["domain", "sent", "failed", "failure_%"], [list(r) for r in status.failure_rate])
-        if status.failure_rate
+        "Outcomes by domain (rows created in the last hour)",
+        _table(
+            ["domain", "sent", "failed", "failure_%", "filtered", "held", "expired", "queued"],
+            [[*rate, *_others(outcomes.by_domain[rate[0]])] for rate in status.failure_rate],
+        )
+        if outcomes.by_domain
         else "  no notifications in the last hour",
+        f"failure rate = failed / (sent + failed): {_pct(outcomes.failure_rate)} overall; opt-outs "
+        "(filtered), emergency-stop holds (held), expired and queued rows are not failures",
     ]
     return "\n".join(parts)
+
+
+def _others(o: figures.Outcomes) -> list[int]:
+    return [o.filtered, o.held, o.expired, o.queued]
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{100 * rate:.2f} %"

@@ -28,6 +28,20 @@ STALE_HEARTBEAT_S = 30.0
 REGISTER_WITHIN_S = 180.0
 
 
+# After send runs fail one after another (a broken deployment, not a refusal by Meta: that holds
+# the sender), wait longer before each next launch instead of relaunching every tick.
+RETRY_BASE_S = 15.0
+RETRY_MAX_S = 600.0
+
+
+def retry_wait_s(consecutive_failures: int) -> float:
+    """How long after the latest failed send run the next may start: none after one failure,
+    then 15 s, 30 s, 60 s ... up to 10 minutes."""
+    if consecutive_failures < 2:
+        return 0.0
+    return min(RETRY_MAX_S, RETRY_BASE_S * 2 ** min(consecutive_failures - 2, 10))
+
+
 @dataclass(frozen=True)
 class RunState:
     """An active send run as Dagster reports it."""
@@ -72,6 +86,7 @@ def decide(
     lock_held: bool,
     blocked: str | None,
     handover_lead_s: float = HANDOVER_LEAD_S,
+    failures: tuple[int, float] = (0, 0.0),
 ) -> Decision:
     """What to do on one tick for one sender. `blocked` is why sending is off (kill switch, pause,
     hold), or None."""
@@ -84,6 +99,14 @@ def decide(
     if not live and lock_held:  # a drain outside these runs serves (`notify-pipeline send --serve`)
         return Decision(False, dead, f"no send run is alive, but another drain holds the sender lock{noted}")
     if not live:
+        wait = retry_wait_s(failures[0]) - failures[1]
+        if wait > 0:
+            return Decision(
+                False,
+                dead,
+                f"the last {failures[0]} send runs failed: the next one starts in {round(wait)} s "
+                f"(see their logs){noted}",
+            )
         return Decision(True, dead, f"no send run is alive: launching one{noted}")
     if len(live) > 1:
         names = ", ".join(r.run_id[:8] for r in live)

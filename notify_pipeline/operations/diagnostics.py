@@ -29,7 +29,9 @@ from notify_pipeline.operations.diagnostics_base import (
     mask_text,
     render,
     render_markdown,
+    to_json,
 )
+from notify_pipeline.reporting import figures
 from notify_pipeline.whatsapp.errors import lookup, throttling_codes
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "render",
     "render_markdown",
     "run_report",
+    "to_json",
 ]
 
 _NETWORK_FIX = (
@@ -58,6 +61,7 @@ _OWN_FIXES = {
     "quiet_hours": "Not a failure: the row waits for the end of the contact's quiet hours.",
     "pair_limit": "Not a failure: goes out when the recipient's pair limit allows (seconds).",
     "emergency_stop": "Held by an emergency stop: `notify-pipeline resume` once it is safe.",
+    "expired": "Not a failure: it was too late to send. Enqueue a new one with a later expires_at if it still matters.",
     "timeout_ambiguous": _NETWORK_FIX,
     "connection": _NETWORK_FIX,
     "bad_response": _NETWORK_FIX,
@@ -97,35 +101,60 @@ def deferral_kind(code: str | None) -> str:
 
 def failures(conn: psycopg.Connection, hours: float = 1.0) -> Report:
     """Failed notifications created in the window, by error code, with meaning and fix (runbook:
-    High failure rate). The window is on created_at, as `retry-failed --since` selects."""
-    params = {"hours": check_hours(hours)}
+    High failure rate). The window is on created_at, as `retry-failed --since` selects. Failures and
+    the failure rate are the figures' (reporting/figures.py): opt-outs, emergency-stop holds and
+    expired rows are listed apart and not counted."""
+    window_h = check_hours(hours)
+    found = figures.outcomes_since(conn, window_h * 3600)
     groups = fetch(
         conn,
-        "SELECT coalesce(last_error_code, 'none') AS code, count(*) AS failed, max(created_at) AS last_seen, "
-        "(array_agg(error_message ORDER BY created_at DESC))[1] AS example "
-        f"FROM notifications WHERE status = 'failed' AND {SINCE} GROUP BY 1 ORDER BY 2 DESC, 1",
-        params,
+        f"SELECT {figures.outcome_sql()} AS outcome, coalesce(last_error_code, 'none') AS code, count(*) AS rows, "
+        "max(created_at) AS last_seen, (array_agg(error_message ORDER BY created_at DESC))[1] AS example "
+        f"FROM notifications WHERE status = 'failed' AND {SINCE} GROUP BY 1, 2 ORDER BY 3 DESC, 2",
+        {"hours": window_h},
     )
-    rows = [
+    failed = [
         {
             "code": g["code"],
-            "failed": g["failed"],
+            "failed": g["rows"],
             "meaning": meaning(g["code"]),
             "fix": fix_for(g["code"]),
             "example": mask_text(g["example"]),
             "last_seen": g["last_seen"],
         }
         for g in groups
+        if g["outcome"] == figures.FAILED
     ]
-    sent, failed = conn.execute(
-        "SELECT count(*) FILTER (WHERE status = 'sent'), count(*) FILTER (WHERE status = 'failed') "
-        f"FROM notifications WHERE {SINCE}",
-        params,
-    ).fetchone()
-    rate = f"{100 * failed / (sent + failed):.1f} %" if sent + failed else "-"
-    note = f"created in the last {hours:g} h: {sent} sent, {failed} failed (failure rate {rate})"
-    columns = ("code", "failed", "last_seen", "meaning", "example", "fix")
-    return Report("failures", "Failures by error code", (Table("", columns, rows),), (note,))
+    apart = [
+        {
+            "outcome": g["outcome"],
+            "code": g["code"],
+            "rows": g["rows"],
+            "meaning": meaning(g["code"]),
+            "fix": fix_for(g["code"]),
+            "last_seen": g["last_seen"],
+        }
+        for g in groups
+        if g["outcome"] != figures.FAILED
+    ]
+    o = found.overall
+    rate = f"{100 * o.failure_rate:.1f} %" if o.failure_rate is not None else "-"
+    notes = (
+        f"created in the last {hours:g} h: {o.sent} sent, {o.failed} failed (failure rate {rate} = failed / "
+        "(sent + failed))",
+        f"not failures: {o.filtered} filtered (opted out), {o.held} held (emergency stop), {o.expired} expired; "
+        f"{o.queued} still queued",
+    )
+    tables = (
+        Table("", ("code", "failed", "last_seen", "meaning", "example", "fix"), failed),
+        Table(
+            "Not counted as failures (filtered, held, expired)",
+            ("outcome", "code", "rows", "last_seen", "meaning", "fix"),
+            apart,
+        ),
+    )
+    numbers = {**o.as_dict(), "window_s": window_h * 3600, "failed_by_code": found.failed_by_code}
+    return Report("failures", "Failures by error code", tables, notes, numbers)
 
 
 def template_failures(conn: psycopg.Connection, template: str, limit: int = 10) -> Report:
@@ -216,14 +245,15 @@ def errors(conn: psycopg.Connection, hours: float = 24.0, limit: int = 10) -> Re
     found = fetch(
         conn,
         "SELECT regexp_replace(coalesce(error_message, ''), %(number)s, '<number>', 'g') AS message, "
-        "coalesce(last_error_code, 'none') AS code, count(*) AS occurrences, "
+        f"coalesce(last_error_code, 'none') AS code, {figures.outcome_sql()} AS outcome, count(*) AS occurrences, "
         "max(created_at) AS last_seen "
-        f"FROM notifications WHERE status = 'failed' AND {SINCE} GROUP BY 1, 2 ORDER BY 3 DESC, 4 DESC "
+        f"FROM notifications WHERE status = 'failed' AND {SINCE} GROUP BY 1, 2, 3 ORDER BY 4 DESC, 5 DESC "
         "LIMIT %(limit)s",
         params,
     )
     rows = [{**r, "meaning": meaning(r["code"])} for r in found]
-    columns = ("occurrences", "code", "last_seen", "meaning", "message")
+    # outcome: failed, or filtered / held / expired (reporting/figures.py), which are not failures.
+    columns = ("occurrences", "code", "outcome", "last_seen", "meaning", "message")
     return Report("errors", "Most common error messages", (Table("", columns, rows),), (f"last {hours:g} h",))
 
 

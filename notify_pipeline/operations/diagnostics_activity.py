@@ -20,6 +20,7 @@ from notify_pipeline.operations.diagnostics_base import (
     fetch,
     mask_text,
 )
+from notify_pipeline.reporting import figures
 
 # Sent rows with the contact's own zone and window (or the policy's default for contacts without
 # preferences; preferences without a window mean no quiet hours, as the engine decides), the local
@@ -110,11 +111,12 @@ def quiet_hours_violations(
 
 
 def top_recipients(conn: psycopg.Connection, hours: float = 24.0, limit: int = 10) -> Report:
-    """Recipients with the most notifications created in the window (runbook: Top 10 recipients)."""
+    """Recipients with the most notifications created in the window (runbook: Top 10 recipients);
+    failed as reporting/figures.py defines it (an opt-out or a stop hold is not a failure)."""
     rows = fetch(
         conn,
         "SELECT notify_mask_wa_id(n.to_wa_id) AS recipient, count(*) AS total, "
-        "count(*) FILTER (WHERE n.status = 'sent') AS sent, count(*) FILTER (WHERE n.status = 'failed') AS failed, "
+        f"count(*) FILTER (WHERE n.status = 'sent') AS sent, count(*) FILTER (WHERE {figures.failed_sql('n')}) AS failed, "
         "count(*) FILTER (WHERE n.status = 'queued') AS queued, coalesce(bool_or(cp.opted_out), false) AS opted_out, "
         "max(n.created_at) AS last_at FROM notifications n "
         "LEFT JOIN contact_preferences cp ON cp.wa_id = n.to_wa_id "
@@ -123,6 +125,9 @@ def top_recipients(conn: psycopg.Connection, hours: float = 24.0, limit: int = 1
     )
     columns = ("recipient", "total", "sent", "failed", "queued", "opted_out", "last_at")
     return Report("top_recipients", "Top recipients", (Table("", columns, rows),), (f"last {hours:g} h",))
+
+
+FAILED = figures.failed_sql()
 
 
 def by_hour(conn: psycopg.Connection, hours: float = 168.0, timezone: str | None = None) -> Report:
@@ -134,14 +139,17 @@ def by_hour(conn: psycopg.Connection, hours: float = 168.0, timezone: str | None
     rows = fetch(
         conn,
         "SELECT extract(hour FROM created_at AT TIME ZONE %(zone)s)::int AS hour, count(*) AS total, "
-        "count(*) FILTER (WHERE status = 'sent') AS sent, count(*) FILTER (WHERE status = 'failed') AS failed, "
+        f"count(*) FILTER (WHERE status = 'sent') AS sent, count(*) FILTER (WHERE {FAILED}) AS failed, "
         "count(*) FILTER (WHERE status = 'queued') AS queued, round(100.0 * count(*) FILTER (WHERE status = "
-        "'sent') / nullif(count(*) FILTER (WHERE status IN ('sent', 'failed')), 0), 1)::float8 AS success_pct "
+        f"'sent') / nullif(count(*) FILTER (WHERE status = 'sent' OR {FAILED}), 0), 1)::float8 AS success_pct "
         f"FROM notifications WHERE {SINCE} GROUP BY 1 ORDER BY 1",
         {"zone": zone, "hours": check_hours(hours)},
     )
     columns = ("hour", "total", "sent", "failed", "queued", "success_pct")
-    note = f"local hours in {zone}, last {hours:g} h; success = sent / (sent + failed)"
+    note = (
+        f"local hours in {zone}, last {hours:g} h; success = sent / (sent + failed), failed as the README's "
+        "Figures define it (opt-outs, emergency-stop holds and expired rows are not failures)"
+    )
     return Report("by_hour", "Notifications by hour of day", (Table("", columns, rows),), (note,))
 
 

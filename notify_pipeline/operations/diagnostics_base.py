@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -42,11 +44,47 @@ class Report:
     title: str
     tables: tuple[Table, ...]
     notes: tuple[str, ...] = ()
+    # The report's headline numbers for scripts (`diagnose ... --json`), e.g. the failure figures.
+    figures: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rows(self) -> list[dict[str, Any]]:
         """The main (first) table's rows."""
         return self.tables[0].rows
+
+    def as_dict(self) -> dict[str, Any]:
+        """Machine-readable, with the same (masked) cells the tables show."""
+        return {
+            "report": self.name,
+            "title": self.title,
+            "figures": self.figures,
+            "tables": [
+                {
+                    "title": t.title,
+                    "columns": list(t.columns),
+                    "rows": [{c: r.get(c) for c in t.columns} for r in t.rows],
+                }
+                for t in self.tables
+            ],
+            "notes": list(self.notes),
+        }
+
+
+def to_json(report: Report) -> str:
+    """The report as JSON: times in ISO 8601 (UTC), decimals as numbers."""
+    return json.dumps(report.as_dict(), indent=2, default=_json_value)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return float(value)
+    return str(value)
 
 
 def check_hours(hours: float) -> float:

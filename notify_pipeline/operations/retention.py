@@ -4,12 +4,18 @@ days (the runbook's weekly clean-up, > 90 days by default).
 Deletes run in short batches (`DELETE ... WHERE id IN (SELECT id ... LIMIT n)`), each its own
 transaction, so no single long transaction holds locks or pins vacuum while the queue runs. The
 notifications table is never touched; firing alerts are kept whatever their age.
+
+`prune_dagster_runs` does the same for Dagster's own storage: old finished runs that touched no
+asset, with their event logs, compute logs and storage folders.
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -95,4 +101,90 @@ def cleanup(
                 "actor": actor,
             },
         )
+    return report
+
+
+# --- Dagster's own storage -------------------------------------------------------------------
+# Dagster purges schedule and sensor ticks (dagster.yaml `retention:`) but never runs: their rows in
+# `runs` and `event_logs`, and their folders under DAGSTER_HOME/storage (compute logs, outputs)
+# stay forever. Runs that materialised, observed or checked an asset are kept whatever their age:
+# deleting a run deletes its events, and those events are the assets' history.
+
+DEFAULT_RUN_DAYS = 30
+DEFAULT_MAX_RUNS = 20_000
+FINISHED_STATUSES = ("SUCCESS", "FAILURE", "CANCELED")
+ASSET_EVENT_TYPES = ("ASSET_MATERIALIZATION", "ASSET_OBSERVATION", "ASSET_CHECK_EVALUATION")
+
+
+@dataclass
+class RunRetentionReport:
+    cutoff: datetime
+    dry_run: bool = True
+    examined: int = 0  # finished runs created before the cutoff
+    deleted: int = 0  # deleted (or, in a dry run, that would be)
+    kept_with_assets: int = 0  # old, but with asset events: kept
+    folders_removed: int = 0  # run folders under the instance's storage directory
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cutoff": self.cutoff.isoformat(),
+            "dry_run": self.dry_run,
+            "examined": self.examined,
+            "deleted": self.deleted,
+            "kept_with_assets": self.kept_with_assets,
+            "folders_removed": self.folders_removed,
+        }
+
+
+def _has_asset_events(instance, run_id: str) -> bool:
+    from dagster import DagsterEventType
+
+    kinds = {DagsterEventType[name] for name in ASSET_EVENT_TYPES}
+    return bool(instance.get_records_for_run(run_id, of_type=kinds, limit=1).records)
+
+
+def _delete_run_files(instance, run_id: str) -> bool:
+    """The run's compute logs (whatever the compute log manager) and its folder under the
+    instance's storage directory (outputs pickled by the filesystem IO manager, local logs)."""
+    folder = Path(instance.storage_directory()) / run_id
+    had_folder = folder.is_dir()
+    with contextlib.suppress(NotImplementedError):  # a manager that cannot delete keeps its logs
+        instance.compute_log_manager.delete_logs(prefix=[run_id])
+    shutil.rmtree(folder, ignore_errors=True)
+    return had_folder
+
+
+def prune_dagster_runs(
+    instance,
+    *,
+    older_than_days: int = DEFAULT_RUN_DAYS,
+    dry_run: bool = True,
+    max_runs: int = DEFAULT_MAX_RUNS,
+    now: datetime | None = None,
+) -> RunRetentionReport:
+    """Delete (or count, in a dry run) finished Dagster runs created more than `older_than_days`
+    ago that have no asset event, with their event logs and files; at most `max_runs` examined,
+    oldest first, so a first clean-up of a large backlog is spread over several runs."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    if older_than_days < 1:
+        raise ValueError("older than days must be at least 1")
+    if max_runs < 1:
+        raise ValueError("max runs must be at least 1")
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=older_than_days)
+    report = RunRetentionReport(cutoff=cutoff, dry_run=dry_run)
+    filters = RunsFilter(
+        created_before=cutoff, statuses=[DagsterRunStatus[name] for name in FINISHED_STATUSES]
+    )
+    # Newest first from storage; the oldest go first here.
+    run_ids = list(reversed(instance.get_run_ids(filters=filters)))[:max_runs]
+    for run_id in run_ids:
+        report.examined += 1
+        if _has_asset_events(instance, run_id):
+            report.kept_with_assets += 1
+            continue
+        report.deleted += 1
+        if not dry_run:
+            instance.delete_run(run_id)
+            report.folders_removed += _delete_run_files(instance, run_id)
     return report

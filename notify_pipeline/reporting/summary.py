@@ -4,6 +4,11 @@ A day is a calendar day in the report time zone (Africa/Kigali by default): a no
 to the day its created_at falls on there. Each write deletes the day's rows and inserts the new
 ones in one transaction, so re-running a day (or a backfill) never duplicates anything.
 
+Sent, failed and the failure rate are the figures of reporting/figures.py (the same definitions
+as `status`, `diagnose` and the alerts): `failed` leaves out opt-outs, emergency-stop holds and
+expired rows, which `total` still counts and daily_error_code_breakdown lists by code, and
+failure_rate = failed / (sent + failed).
+
 Receipts (Meta's status webhooks) are reported over the messages Meta accepted: sent plus late
 failed (a late failure turned its row 'failed' with Meta's code, so `failed` counts it too).
 """
@@ -20,6 +25,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from notify_pipeline.engine.reasons import meaning
+from notify_pipeline.reporting import figures
 
 PERCENTILES = {"latency_p50_ms": 0.50, "latency_p95_ms": 0.95, "latency_p99_ms": 0.99}
 DELIVERY_PERCENTILES = {
@@ -84,10 +90,11 @@ def domain_summary(day: date, notifications: pd.DataFrame, deferrals: pd.DataFra
     if notifications.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     send_latency = _times(notifications, "sent_at") - _times(notifications, "created_at")
+    outcome = outcomes(notifications)
     frame = notifications.assign(
-        is_sent=notifications["status"].eq("sent"),
-        is_failed=notifications["status"].eq("failed"),
-        is_queued=notifications["status"].eq("queued"),
+        is_sent=outcome.eq(figures.SENT),
+        is_failed=outcome.eq(figures.FAILED),
+        is_queued=outcome.eq(figures.QUEUED),
         latency_ms=send_latency.dt.total_seconds() * 1000,
     )
     grouped = frame.groupby("domain")
@@ -100,8 +107,11 @@ def domain_summary(day: date, notifications: pd.DataFrame, deferrals: pd.DataFra
             "avg_retries": grouped["retry_count"].mean().round(2),
         }
     )
-    finished = summary["sent"] + summary["failed"]
-    summary["failure_rate"] = (summary["failed"] / finished).where(finished > 0)
+    summary["failure_rate"] = [
+        figures.failure_rate(int(sent), int(failed))
+        for sent, failed in zip(summary["sent"], summary["failed"], strict=True)
+    ]
+    summary["failure_rate"] = summary["failure_rate"].astype(float)
     latencies = frame[frame["is_sent"]].groupby("domain")["latency_ms"]
     for column, quantile in PERCENTILES.items():
         summary[column] = latencies.quantile(quantile)
@@ -113,6 +123,18 @@ def domain_summary(day: date, notifications: pd.DataFrame, deferrals: pd.DataFra
     summary = summary.join(receipt_summary(notifications))
     summary = summary.reset_index().assign(day=day)
     return summary[SUMMARY_COLUMNS]
+
+
+def outcomes(notifications: pd.DataFrame) -> pd.Series:
+    """Each row's outcome class (figures.outcome: sent, failed, filtered, held, expired, queued)."""
+    codes = (
+        notifications["last_error_code"].astype(object).where(notifications["last_error_code"].notna(), None)
+    )
+    return pd.Series(
+        [figures.outcome(status, code) for status, code in zip(notifications["status"], codes, strict=True)],
+        index=notifications.index,
+        dtype=object,
+    )
 
 
 def _times(frame: pd.DataFrame, column: str) -> pd.Series:

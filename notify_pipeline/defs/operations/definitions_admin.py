@@ -16,4 +16,7 @@ ADMIN_JOBS = [
 defs = dg.Definitions(
     jobs=ADMIN_JOBS,
     schedules=[templates.sync_templates_schedule, retention.audit_log_cleanup_schedule],
+    # For every job of the location: op outputs are reported as metadata and never read by another
+    # op, so none is pickled under DAGSTER_HOME/storage (see retention.py).
+    resources={"io_manager": retention.DiscardOutputsIOManager()},
 )

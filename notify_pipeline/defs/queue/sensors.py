@@ -42,6 +42,27 @@ def launch_request(why: str, config: SendConfig | None = None) -> dg.RunRequest:
     )
 
 
+def _recent_failures(context: dg.SensorEvaluationContext, sender: str, now: float) -> tuple[int, float]:
+    """(failed send runs in a row, newest first; seconds since the newest of them ended)."""
+    finished = context.instance.get_run_records(
+        filters=dg.RunsFilter(
+            job_name=send_notifications_job.name,
+            statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
+            tags={SENDER_TAG: sender},
+        ),
+        limit=12,
+    )
+    streak = 0
+    for record in finished:
+        if record.dagster_run.status != dg.DagsterRunStatus.FAILURE:
+            break
+        streak += 1
+    if not streak:
+        return 0, 0.0
+    ended = finished[0].end_time or finished[0].update_timestamp.timestamp()
+    return streak, max(0.0, now - ended)
+
+
 @dg.sensor(
     job=send_notifications_job,
     minimum_interval_seconds=INTERVAL_S,
@@ -65,7 +86,9 @@ def due_notifications_sensor(context: dg.SensorEvaluationContext, queue_db: Queu
         workers = drains_of_runs(conn, [run.run_id for run in runs])
         held = lock_held(conn, sender)
         blocked = blocked_reason(conn, sender)
-    decision = supervision.decide(runs, workers, lock_held=held, blocked=blocked)
+    decision = supervision.decide(
+        runs, workers, lock_held=held, blocked=blocked, failures=_recent_failures(context, sender, now)
+    )
     for record in records:
         if record.dagster_run.run_id in decision.dead:
             context.instance.report_run_failed(

@@ -11,7 +11,12 @@ import pandas as pd
 from pydantic import Field
 
 from notify_pipeline import settings
-from notify_pipeline.defs.reporting.partitions import daily_report_partitions
+from notify_pipeline.defs.reporting import charts, metadata
+from notify_pipeline.defs.reporting.partitions import (
+    REPORT_FRESHNESS,
+    REPORT_RETRY_POLICY,
+    daily_report_partitions,
+)
 from notify_pipeline.defs.resources import QueueDatabase
 from notify_pipeline.reporting import summary
 from notify_pipeline.thresholds import DEFAULTS
@@ -26,10 +31,13 @@ notifications_table = dg.AssetSpec(
 )
 
 
-# What every report asset shares: local-day partitions, range backfills in one run, lineage.
+# What every report asset shares: local-day partitions, range backfills in one run, lineage,
+# retries of a failed build and a freshness deadline (partitions.py says why).
 REPORT_ASSET = {
     "partitions_def": daily_report_partitions,
     "backfill_policy": dg.BackfillPolicy.single_run(),
+    "retry_policy": REPORT_RETRY_POLICY,
+    "freshness_policy": REPORT_FRESHNESS,
     "deps": [notifications_table],
     "group_name": "reporting",
     "kinds": {"pandas", "postgres"},
@@ -120,16 +128,26 @@ def daily_domain_summary(
         frame = _concat(frames, summary.SUMMARY_COLUMNS)
         written = summary.replace_days(conn, "daily_domain_summary", days, frame)
     preview = frame.drop(columns=["deferrals"]).head(20)
+    totals = metadata.day_totals(frame, days)
+    for day_totals in totals:
+        context.add_asset_metadata(
+            metadata.summary_day_metadata(frame, day_totals, config.warn_failure_rate),
+            partition_key=day_totals["day"],
+        )
+    check = failure_rate_check(frame, config)
     return dg.MaterializeResult(
         metadata={
             "days": len(days),
+            "days_in_run": metadata.days_table(totals),
             "rows": written,
             "notifications": int(frame["total"].sum()) if written else 0,
             "preview": dg.MetadataValue.md(
                 preview.to_markdown(index=False) if written else "no notifications"
             ),
         },
-        check_results=[failure_rate_check(frame, config)],
+        check_results=[
+            metadata.name_failures(check, frame, config.warn_failure_rate, config.error_failure_rate)
+        ],
     )
 
 
@@ -145,6 +163,15 @@ def daily_error_code_breakdown(
             ["day", "domain", "error_code", "meaning", "failed"],
         )
         written = summary.replace_days(conn, "daily_error_code_breakdown", days, frame)
+    for day in days:
+        of_day = metadata.rows_of_day(frame, day)
+        context.add_asset_metadata(
+            {
+                "dagster/row_count": dg.MetadataValue.int(len(of_day)),
+                "failed": int(of_day["failed"].sum()) if len(of_day) else 0,
+            },
+            partition_key=day.isoformat(),
+        )
     top = frame.sort_values("failed", ascending=False).head(10)
     return dg.MaterializeResult(
         metadata={
@@ -165,4 +192,15 @@ def hourly_send_profile(context: dg.AssetExecutionContext, queue_db: QueueDataba
             ["day", "hour", "domain", "sent"],
         )
         written = summary.replace_days(conn, "hourly_send_profile", days, frame)
+    for day in days:
+        of_day = metadata.rows_of_day(frame, day)
+        by_hour = metadata.sends_by_hour(of_day)
+        context.add_asset_metadata(
+            {
+                "dagster/row_count": dg.MetadataValue.int(len(of_day)),
+                "sent": sum(by_hour.values()),
+                "sends_per_hour": dg.MetadataValue.md(charts.sends_per_hour(by_hour)),
+            },
+            partition_key=day.isoformat(),
+        )
     return dg.MaterializeResult(metadata={"rows": written})

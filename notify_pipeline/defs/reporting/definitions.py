@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from notify_pipeline.defs.reporting import assets, jobs
+from notify_pipeline.defs.reporting import assets, jobs, today
 
 defs = dg.Definitions(
     assets=[
@@ -10,7 +10,8 @@ defs = dg.Definitions(
         assets.daily_domain_summary,
         assets.daily_error_code_breakdown,
         assets.hourly_send_profile,
+        today.today_domain_summary,
     ],
-    jobs=[jobs.daily_report_job, jobs.export_summary_job],
-    schedules=[jobs.daily_report_schedule],
+    jobs=[jobs.daily_report_job, jobs.export_summary_job, today.today_report_job],
+    schedules=[jobs.daily_report_schedule, today.today_report_schedule],
 )

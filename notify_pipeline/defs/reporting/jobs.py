@@ -1,6 +1,6 @@
 """The daily report schedule and the summary export job."""
 
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -12,6 +12,7 @@ from notify_pipeline.defs.reporting.assets import (
     daily_error_code_breakdown,
     hourly_send_profile,
 )
+from notify_pipeline.defs.reporting.partitions import SETTLE_CRON, SETTLE_DAYS, daily_report_partitions
 from notify_pipeline.defs.resources import QueueDatabase
 from notify_pipeline.reporting.export import export_summary
 
@@ -21,11 +22,37 @@ daily_report_job = dg.define_asset_job(
     description="Materialise the daily report assets for one local day (or a range, as a backfill).",
 )
 
-# Cron and time zone come from the partitions: each tick, shortly after local midnight, builds the
-# day that just ended.
-daily_report_schedule = dg.build_schedule_from_partitioned_job(
-    daily_report_job, hour_of_day=0, minute_of_hour=30, default_status=dg.DefaultScheduleStatus.RUNNING
+
+# The run tags of a single-run range (what a backfill of a range sets): not exported by dagster.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def settle_range(scheduled: datetime) -> tuple[str, str] | None:
+    """The partition keys the nightly run rebuilds: the last SETTLE_DAYS complete days (fewer
+    right after the partitions' start date, none before it)."""
+    recent = daily_report_partitions.get_partition_keys(current_time=scheduled)[-SETTLE_DAYS:]
+    return (recent[0], recent[-1]) if recent else None
+
+
+@dg.schedule(
+    name="daily_report_job_schedule",
+    job=daily_report_job,
+    cron_schedule=SETTLE_CRON,
+    execution_timezone=settings.report_timezone(),
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description=f"00:30 local time: rebuild the last {SETTLE_DAYS} days in one run, so rows deferred "
+    "past midnight (quiet hours) and late failures land in their day.",
 )
+def daily_report_schedule(context: dg.ScheduleEvaluationContext):
+    days = settle_range(context.scheduled_execution_time)
+    if days is None:
+        return dg.SkipReason("no report day has ended yet (NOTIFY_REPORT_START_DATE)")
+    first, last = days
+    return dg.RunRequest(
+        run_key=f"settle:{first}:{last}",
+        tags={RANGE_START_TAG: first, RANGE_END_TAG: last},
+    )
 
 
 class ExportConfig(dg.Config):

@@ -58,8 +58,8 @@ def _stuck_queue_check(r: QueueReading) -> str:
 
 def _queue_facts(r: QueueReading) -> tuple[str, ...]:
     return (
-        f"{r.claimed:,} of them held by a worker ({r.stale_claims:,} past the lease); {r.waiting:,} more "
-        "wait for a later time (deferred or scheduled) and are not counted.",
+        f"{r.claimed:,} more are being sent by a live drain and {r.waiting:,} more wait for a later time "
+        f"(deferred or scheduled): neither is counted. Claims past the lease: {r.stale_claims:,}.",
     )
 
 
@@ -102,7 +102,8 @@ def oldest_queued(r: QueueReading, t: Thresholds) -> Verdict:
 
 def failure_rate(r: FailureReading, t: Thresholds) -> Verdict:
     """failed / (sent + failed) above thresholds.failure_rate, overall or in any domain with at
-    least failure_rate_min_volume finished rows. Opt-outs and emergency-stop holds are not counted."""
+    least failure_rate_min_volume finished rows. Figures as reporting/figures.py defines them:
+    opt-outs, emergency-stop holds and expired rows are not counted."""
     sent = sum(s for s, _ in r.by_domain.values())
     failed = sum(f for _, f in r.by_domain.values())
     finished, window, limit = sent + failed, duration(r.window_s), pct(t.failure_rate)
@@ -123,6 +124,7 @@ def failure_rate(r: FailureReading, t: Thresholds) -> Verdict:
         "hot_domains": hot,
         "failed_by_code": r.failed_by_code,
         "late_failed": r.late,
+        "not_failures": r.not_failures,
     }
     if not (overall or hot):
         if finished < t.failure_rate_min_volume:
@@ -142,7 +144,7 @@ def failure_rate(r: FailureReading, t: Thresholds) -> Verdict:
         facts.append(
             f"{r.late:,} of the failures came late: Meta accepted the message, then its status webhook said failed."
         )
-    facts.append("Opt-outs and emergency-stop holds are not counted as failures.")
+    facts.append("Opt-outs, emergency-stop holds and expired messages are not counted as failures.")
     if codes:
         top = codes[0][0]
         advice = f"{top}: {fix(top)}" if fix(top) else meaning(top)

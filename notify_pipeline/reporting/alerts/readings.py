@@ -9,24 +9,23 @@ Windows are measured with the database clock, which also stamped the rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 
-from notify_pipeline.engine.drain_config import DrainConfig, worker_enabled
+from notify_pipeline.engine.drain_config import worker_enabled
 from notify_pipeline.engine.holds import active_hold
-from notify_pipeline.engine.operations import EMERGENCY_STOP_CODE, paused
+from notify_pipeline.engine.operations import paused
+from notify_pipeline.reporting import figures
 from notify_pipeline.settings import sender_key
 from notify_pipeline.whatsapp.errors import throttling_codes
 
 # The claim lease of the engine: a claim older than this belongs to a dead worker.
-LEASE_S: float = DrainConfig.lease_s
+LEASE_S: float = figures.LEASE_S
 # Our own per-recipient limiter's deferral reason (engine/drain.py); not one of Meta's codes.
 PAIR_LIMIT = "pair_limit"
 # Meta's own pair-limit code: its deferrals also point at hot recipients.
 META_PAIR_LIMIT = "131056"
-# Failures the product chose rather than suffered: not delivery failures.
-NOT_DELIVERY_FAILURES = ("opted_out", "marketing_opted_out", EMERGENCY_STOP_CODE)
 
 
 @dataclass(frozen=True)
@@ -41,9 +40,10 @@ class Switches:
 
 @dataclass(frozen=True)
 class QueueReading:
-    due: int  # queued and due now (claimed or not)
-    claimed: int  # ... of which a worker holds right now
-    stale_claims: int  # claims older than the lease: a worker died holding them
+    # The queue's shape as reporting/figures.py defines it (the same numbers as `status`).
+    due: int  # queued and due now, unclaimed or its claim stale
+    claimed: int  # held by a live drain: being sent, not counted as due
+    stale_claims: int  # claims older than the lease: a worker died holding them (in due or waiting)
     waiting: int  # queued for a later time (deferred or scheduled): not a backlog
     oldest_due_s: float | None  # how long the longest-due row has been due
     switches: Switches
@@ -51,10 +51,12 @@ class QueueReading:
 
 @dataclass(frozen=True)
 class FailureReading:
+    # Outcomes as reporting/figures.py defines them (the same numbers as `status` and `diagnose`).
     window_s: float
     by_domain: dict[str, tuple[int, int]]  # domain -> (sent, failed)
     failed_by_code: dict[str, int]  # last_error_code -> failed rows
     late: int = 0  # ... of which Meta accepted, then reported failed (a status webhook)
+    not_failures: dict[str, int] = field(default_factory=dict)  # filtered, held, expired: not counted
 
 
 @dataclass(frozen=True)
@@ -103,43 +105,31 @@ def switches(conn: psycopg.Connection) -> Switches:
 
 
 def read_queue(conn: psycopg.Connection) -> QueueReading:
-    due, claimed, stale, waiting, oldest = conn.execute(
-        "SELECT count(*) FILTER (WHERE next_attempt_at <= now()), "
-        "count(*) FILTER (WHERE next_attempt_at <= now() AND locked_at IS NOT NULL), "
-        "count(*) FILTER (WHERE locked_at < now() - make_interval(secs => %(lease)s)), "
-        "count(*) FILTER (WHERE next_attempt_at > now()), "
-        "extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE next_attempt_at <= now()))::float "
-        "FROM notifications WHERE status = 'queued'",
-        {"lease": LEASE_S},
-    ).fetchone()
-    return QueueReading(due, claimed, stale, waiting, oldest, switches(conn))
+    shape = figures.queue_shape(conn, LEASE_S)
+    return QueueReading(
+        shape.due, shape.claimed, shape.stale_claims, shape.waiting, shape.oldest_due_s, switches(conn)
+    )
 
 
 def read_failures(conn: psycopg.Connection, window_s: float) -> FailureReading:
-    # The runbook's window (rows created in it, on notifications_created_at_idx), so the numbers
-    # match its failure-rate query and `notify-pipeline status`, minus the product's own refusals.
-    # A late failure (Meta accepted, then a status webhook said failed) is a failed row like any
-    # other: it counts in the rate, and is told apart only to say so.
-    rows = conn.execute(
-        "SELECT domain, status, coalesce(last_error_code, ''), failed_late_at IS NOT NULL, count(*)::int "
-        "FROM notifications "
-        "WHERE created_at > now() - make_interval(secs => %(window)s) AND status IN ('sent', 'failed') "
-        "AND NOT (status = 'failed' AND coalesce(last_error_code, '') = ANY(%(skip)s)) "
-        "GROUP BY 1, 2, 3, 4",
-        {"window": window_s, "skip": list(NOT_DELIVERY_FAILURES)},
-    ).fetchall()
-    by_domain: dict[str, tuple[int, int]] = {}
-    failed_by_code: dict[str, int] = {}
-    late = 0
-    for domain, status, code, was_late, count in rows:
-        sent, failed = by_domain.get(domain, (0, 0))
-        if status == "sent":
-            by_domain[domain] = (sent + count, failed)
-        else:
-            by_domain[domain] = (sent, failed + count)
-            failed_by_code[code or "none"] = failed_by_code.get(code or "none", 0) + count
-            late += count if was_late else 0
-    return FailureReading(window_s, by_domain, failed_by_code, late)
+    # The figures' window (rows created in it, on notifications_created_at_idx) and definitions:
+    # opt-outs, emergency-stop holds and expired rows are not failures; a late failure (Meta
+    # accepted, then a status webhook said failed) is, and is told apart only to say so.
+    found = figures.outcomes_since(conn, window_s)
+    by_domain = {domain: (o.sent, o.failed) for domain, o in found.by_domain.items() if o.finished}
+    overall = found.overall
+    excluded = {
+        figures.FILTERED: overall.filtered,
+        figures.HELD: overall.held,
+        figures.EXPIRED: overall.expired,
+    }
+    return FailureReading(
+        window_s,
+        by_domain,
+        dict(found.failed_by_code),
+        overall.late_failed,
+        {k: v for k, v in excluded.items() if v},
+    )
 
 
 def read_worker(conn: psycopg.Connection) -> WorkerReading:
