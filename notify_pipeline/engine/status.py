@@ -11,13 +11,14 @@ and expired rows are shown but not judged (the runbook's own query divides by ev
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
 from notify_pipeline.engine.holds import Hold, active_hold
 from notify_pipeline.reporting import figures
+from notify_pipeline.reporting.alerts.listing import Episode, firing_alerts, render_firing
 from notify_pipeline.settings import sender_key
 
 # The window of the outcome figures: the runbook's last hour.
@@ -35,6 +36,7 @@ class QueueStatus:
     hold: Hold | None = None
     # The latest drains: worker, run, heartbeat age (s), lifetime left (s), stopped_by (None: live).
     drains: list[tuple[str, str | None, float, float | None, str | None]] = field(default_factory=list)
+    alerts: list[Episode] = field(default_factory=list)  # firing now, oldest first
 
     @property
     def due_now(self) -> int:
@@ -86,6 +88,7 @@ class QueueStatus:
             "rows_by_status": {
                 status: {"count": n, "oldest": _iso(oldest)} for status, n, oldest in self.depth
             },
+            "alerts_firing": [episode.as_json(datetime.now(UTC)) for episode in self.alerts],
             "queue": self.queue.as_dict(),
             "outcomes": self.outcomes.as_dict(),
         }
@@ -121,6 +124,7 @@ def queue_status(conn: psycopg.Connection) -> QueueStatus:
         figures.outcomes_since(conn, WINDOW_S),
         hold,
         drains,
+        firing_alerts(conn),
     )
 
 
@@ -137,7 +141,7 @@ def render(status: QueueStatus) -> str:
     queue, outcomes = status.queue, status.outcomes
     oldest = "-" if queue.oldest_due_s is None else f"{queue.oldest_due_s:.0f} s"
     switch = f"PAUSED ({status.pause_reason})" if status.paused else "running"
-    parts = [f"Sending: {switch}"]
+    parts = [f"Sending: {switch}", render_firing(status.alerts, datetime.now(UTC))]
     if status.hold is not None:
         hold = status.hold
         parts.append(
