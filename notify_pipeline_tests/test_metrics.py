@@ -1,9 +1,12 @@
 """Prometheus metrics from the queue database: names and labels as the runbook's PromQL expects,
-values equal to what the database holds, an atomic textfile, and pushes to a real HTTP gateway."""
+counters and histograms kept by the database (they only go up), an atomic textfile, and pushes
+to a real HTTP gateway."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import itertools
 import os
 import socket
 from pathlib import Path
@@ -11,12 +14,23 @@ from pathlib import Path
 import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg.types.json import Jsonb
 
-from notify_pipeline.db.connect import connect
-from notify_pipeline.reporting import metrics
-from notify_pipeline.reporting.metrics_sql import LATENCY_BUCKETS_MS, read_snapshot
+from notify_pipeline.db.connect import connect, connect_async
+from notify_pipeline.engine import operations, store
+from notify_pipeline.reporting import figures, metrics
+from notify_pipeline.reporting.metrics_sql import read_snapshot
 from notify_pipeline.whatsapp.errors import throttling_codes
-from notify_pipeline_tests.metrics_support import gateway, samples, seed_finished, seed_queue, value
+from notify_pipeline_tests.metrics_support import (
+    CLAIM,
+    gateway,
+    new,
+    samples,
+    seed_finished,
+    seed_queue,
+    update,
+    value,
+)
 from notify_pipeline_tests.support import free_port
 
 
@@ -31,25 +45,54 @@ def one(db: psycopg.Connection, query: str, *args: object) -> int:
     return db.execute(query, args).fetchone()[0]
 
 
-def test_metric_families_have_the_runbook_names_types_and_labels(db) -> None:
+RUNBOOK_FAMILIES = {
+    "notification_queue_depth": ("gauge", {"trigger"}),
+    "notification_queue_waiting": ("gauge", set()),
+    "notification_queue_in_flight": ("gauge", set()),
+    "notification_queue_oldest_due_seconds": ("gauge", set()),
+    "notification_sent": ("counter", {"domain"}),  # series notification_sent_total
+    "notification_failed": ("counter", {"domain", "error_code"}),
+    "notification_worker_latency_ms": ("histogram", {"trigger", "le"}),
+    # No _total in the runbook: cumulative, untyped, under the exact name.
+    "notification_filtered_optout": ("unknown", set()),
+    "notification_deferred_quiet_hours": ("unknown", set()),
+    "notification_deferred": ("unknown", {"error_code"}),
+}
+CONVENTIONAL_FAMILIES = {
+    "notify_queue_due": ("gauge", set()),
+    "notify_queue_waiting": ("gauge", set()),
+    "notify_queue_claimed": ("gauge", set()),
+    "notify_queue_oldest_due_seconds": ("gauge", set()),
+    "notify_sent": ("counter", {"domain"}),
+    "notify_failed": ("counter", {"domain", "error_code"}),
+    "notify_late_failed": ("counter", {"error_code"}),
+    "notify_delivered": ("counter", set()),
+    "notify_read": ("counter", set()),
+    "notify_filtered": ("counter", {"domain", "reason", "stage"}),
+    "notify_held": ("counter", {"domain"}),
+    "notify_expired": ("counter", {"domain"}),
+    "notify_cancelled": ("counter", {"domain", "reason"}),
+    "notify_deferred": ("counter", {"reason"}),
+    "notify_retried": ("counter", {"error_code"}),
+    "notify_requeued": ("counter", {"reason"}),
+    "notify_swept": ("counter", set()),
+    "notify_worker_starts": ("counter", {"trigger"}),
+    "notify_contacts_opted_out": ("counter", {"reason"}),
+    "notify_enqueue_to_accepted_seconds": ("histogram", {"domain", "le"}),
+    "notify_meta_answer_seconds": ("histogram", {"answer", "le"}),
+    "notify_worker_run_seconds": ("histogram", {"trigger", "le"}),
+    "notify_sending_paused": ("gauge", set()),
+    "notify_sender_held": ("gauge", {"sender"}),
+    "notify_worker_last_active_timestamp_seconds": ("gauge", set()),
+    "notify_last_status_webhook_timestamp_seconds": ("gauge", set()),
+    "notify_receipts_awaiting": ("gauge", set()),
+}
+
+
+def test_metric_families_have_the_runbook_and_conventional_names_types_and_labels(db) -> None:
     seed_finished(db)
     families = {family.name: family for family in text_string_to_metric_families(metrics.render(db).decode())}
-    expected = {
-        "notification_queue_depth": ("gauge", {"trigger"}),
-        "notification_queue_waiting": ("gauge", set()),
-        "notification_queue_in_flight": ("gauge", set()),
-        "notification_queue_oldest_due_seconds": ("gauge", set()),
-        "notification_sent": ("counter", {"domain"}),  # series notification_sent_total
-        "notification_failed": ("counter", {"domain", "error_code"}),
-        "notification_worker_latency_ms": ("histogram", {"trigger", "le"}),
-        "notification_filtered_optout": ("gauge", set()),
-        "notification_deferred_quiet_hours": ("gauge", set()),
-        "notification_deferred": ("gauge", {"error_code"}),
-        # Receipts, conventional names (series notify_*_total), from the database's counters.
-        "notify_delivered": ("counter", set()),
-        "notify_read": ("counter", set()),
-        "notify_late_failed": ("counter", {"error_code"}),
-    }
+    expected = RUNBOOK_FAMILIES | CONVENTIONAL_FAMILIES
     assert set(families) == set(expected)
     for name, (kind, labels) in expected.items():
         assert families[name].type == kind, name
@@ -58,6 +101,7 @@ def test_metric_families_have_the_runbook_names_types_and_labels(db) -> None:
     names = {sample.name for family in families.values() for sample in family.samples}
     assert {"notification_sent_total", "notification_failed_total", "notification_deferred"} <= names
     assert {f"notification_worker_latency_ms_{part}" for part in ("bucket", "sum", "count")} <= names
+    assert {"notify_sent_total", "notify_retried_total", "notify_enqueue_to_accepted_seconds_bucket"} <= names
 
 
 def test_queue_depth_counts_due_rows_only(db) -> None:
@@ -94,53 +138,47 @@ def test_empty_queue_exports_zeros_not_gaps(db) -> None:
         assert value(parsed, "notification_deferred", error_code=code) == 0
 
 
-def test_sent_and_failed_counters_equal_the_database(db) -> None:
+def labelled(parsed, name: str, *keys: str) -> dict:
+    return {
+        tuple(dict(labels)[k] for k in keys) if len(keys) > 1 else dict(labels)[keys[0]]: v
+        for (n, labels), v in parsed.items()
+        if n == name
+    }
+
+
+def test_sent_and_failed_counters_count_outcomes(db) -> None:
     seed_finished(db)
     parsed = samples(metrics.render(db))
-    sent = {
-        dict(labels)["domain"]: v for (name, labels), v in parsed.items() if name == "notification_sent_total"
-    }
+    sent = labelled(parsed, "notification_sent_total", "domain")
     assert sent == {"baskets": 3, "core": 2}
-    assert sent == dict(
-        db.execute("SELECT domain, count(*) FROM notifications WHERE status = 'sent' GROUP BY 1")
-    )
-    failed = {
-        (dict(labels)["domain"], dict(labels)["error_code"]): v
-        for (name, labels), v in parsed.items()
-        if name == "notification_failed_total"
-    }
-    assert failed == {
-        ("baskets", "131026"): 2,
-        ("core", "132001"): 1,
-        ("core", "none"): 1,
-        ("core", "opted_out"): 1,
-        ("orders", "opted_out"): 2,
-    }
-    in_db = db.execute(
-        "SELECT domain, coalesce(last_error_code, 'none'), count(*) FROM notifications "
-        "WHERE status = 'failed' GROUP BY 1, 2"
-    ).fetchall()
-    assert failed == {(domain, code): count for domain, code, count in in_db}
+    assert sent == labelled(parsed, "notify_sent_total", "domain")
+    failed = labelled(parsed, "notification_failed_total", "domain", "error_code")
+    # A worker's verdicts only: opt-outs are filtered, not failed.
+    assert failed == {("baskets", "131026"): 2, ("core", "132001"): 1, ("core", "none"): 1}
+    assert failed == labelled(parsed, "notify_failed_total", "domain", "error_code")
+    filtered = labelled(parsed, "notify_filtered_total", "domain", "reason", "stage")
+    assert filtered == {("core", "opted_out", "send"): 1, ("orders", "opted_out", "queue"): 2}
+    assert value(parsed, "notify_contacts_opted_out_total", reason="user_request") == 1
+    assert value(parsed, "notify_worker_starts_total", trigger="sensor") == 1
 
 
-def test_optouts_and_deferral_gauges_equal_the_database(db) -> None:
+def test_optouts_and_deferrals_are_cumulative(db) -> None:
     seed_finished(db)
     parsed = samples(metrics.render(db))
     assert value(parsed, "notification_filtered_optout") == 3
-    assert value(parsed, "notification_filtered_optout") == one(
-        db, "SELECT count(*) FROM notifications WHERE status = 'failed' AND last_error_code = 'opted_out'"
-    )
-    # The deferral ten minutes ago is outside the one-minute window.
-    assert value(parsed, "notification_deferred_quiet_hours") == 2
-    assert value(parsed, "notification_deferred", error_code="quiet_hours") == 2
+    # Every deferral ever, the one ten minutes ago included: a counter, read with increase().
+    assert value(parsed, "notification_deferred_quiet_hours") == 3
+    assert value(parsed, "notification_deferred", error_code="quiet_hours") == 3
     assert value(parsed, "notification_deferred", error_code="131056") == 1
     assert value(parsed, "notification_deferred", error_code="pair_limit") == 1
     assert value(parsed, "notification_deferred", error_code="131000") == 1  # a retry
     assert value(parsed, "notification_deferred", error_code="130429") == 0
-    in_window = dict(
+    assert value(parsed, "notify_deferred_total", reason="quiet_hours") == 3
+    assert value(parsed, "notify_retried_total", error_code="131000") == 1
+    in_audit = dict(
         db.execute(
             "SELECT details->>'error_code', count(*) FROM notification_audit_log "
-            "WHERE event_type IN ('deferred', 'retried') AND created_at > now() - interval '1 minute' GROUP BY 1"
+            "WHERE event_type IN ('deferred', 'retried') GROUP BY 1"
         ).fetchall()
     )
     exported = {
@@ -148,7 +186,85 @@ def test_optouts_and_deferral_gauges_equal_the_database(db) -> None:
         for (name, labels), v in parsed.items()
         if name == "notification_deferred" and v
     }
-    assert exported == in_window
+    assert exported == in_audit
+
+
+def test_counters_survive_stop_resume_retry_and_deleting_everything(db) -> None:
+    seed_finished(db)
+    seed_queue(db)
+
+    def cumulative() -> dict:
+        return {
+            key: v
+            for key, v in samples(metrics.render(db)).items()
+            if key[0].endswith(("_total", "_bucket", "_count", "_sum"))
+            or key[0].startswith(("notification_deferred", "notification_filtered"))
+        }
+
+    history = [cumulative()]
+    assert operations.emergency_stop(db, "test", "test") > 0
+    history.append(cumulative())
+    operations.resume(db, "test", "test")
+    history.append(cumulative())
+    db.execute("UPDATE notifications SET status = 'queued', last_error_code = NULL WHERE status = 'failed'")
+    history.append(cumulative())
+    for table in ("notification_audit_log", "observability_events", "notifications"):
+        db.execute(f"DELETE FROM {table}")
+    history.append(cumulative())
+    for before, after in itertools.pairwise(history):
+        for key, v in before.items():
+            assert after[key] >= v, key
+    last = history[-1]
+    assert last[("notify_held_total", frozenset({("domain", "core")}))] >= 1
+    assert last[("notify_requeued_total", frozenset({("reason", "emergency_stop")}))] >= 1
+
+
+def test_enqueue_to_accepted_histogram_is_in_seconds(db) -> None:
+    notification_id = new(db, "+250788900001", "baskets")
+    db.execute(
+        "UPDATE notifications SET created_at = now() - interval '45 seconds' WHERE id = %s",
+        (notification_id,),
+    )
+    update(db, notification_id, CLAIM)
+    update(db, notification_id, "status = 'sent', sent_at = now(), locked_at = NULL")
+    parsed = samples(metrics.render(db))
+
+    def bucket(le: str) -> float:
+        return value(parsed, "notify_enqueue_to_accepted_seconds_bucket", domain="baskets", le=le)
+
+    assert bucket("30.0") == 0 and bucket("60.0") == 1 and bucket("+Inf") == 1
+    assert 45 <= value(parsed, "notify_enqueue_to_accepted_seconds_sum", domain="baskets") < 50
+    assert value(parsed, "notify_enqueue_to_accepted_seconds_count", domain="baskets") == 1
+
+
+def test_meta_answer_time_lands_with_the_write_back(db, db_url) -> None:
+    ids = [new(db, f"+25078891000{i}") for i in range(3)]
+    db.execute(
+        "UPDATE notifications SET locked_at = now(), locked_by = 'worker-1' WHERE id = ANY(%s)", (ids,)
+    )
+    outcomes = [
+        store.Outcome("sent", ids[0], "sent", 0, 0, wa_message_id="wamid.1", latency_s=0.2),
+        store.Outcome("deferred", ids[1], "queued", 0, 1, None, "throttled", "130429", latency_s=0.04),
+        # The request never left: no answer to time.
+        store.Outcome("deferred", ids[2], "queued", 0, 1, None, "unreachable", "connection", latency_s=5.0),
+    ]
+
+    async def write() -> int:
+        conn = await connect_async(db_url, actor="test", autocommit=True)
+        try:
+            return await store.write_outcomes(conn, outcomes, worker="worker-1")
+        finally:
+            await conn.close()
+
+    assert asyncio.run(write()) == 3
+    parsed = samples(metrics.render(db))
+    assert value(parsed, "notify_meta_answer_seconds_count", answer="accepted") == 1
+    assert value(parsed, "notify_meta_answer_seconds_count", answer="error") == 1
+    assert value(parsed, "notify_meta_answer_seconds_bucket", answer="accepted", le="0.1") == 0
+    assert value(parsed, "notify_meta_answer_seconds_bucket", answer="accepted", le="0.25") == 1
+    assert value(parsed, "notify_meta_answer_seconds_bucket", answer="error", le="0.05") == 1
+    assert value(parsed, "notify_meta_answer_seconds_sum", answer="error") == pytest.approx(0.04)
+    assert value(parsed, "notify_deferred_total", reason="130429") == 1
 
 
 def test_worker_latency_histogram_has_cumulative_le_buckets(db) -> None:
@@ -178,12 +294,15 @@ def test_worker_latency_histogram_has_cumulative_le_buckets(db) -> None:
         for (name, labels), _ in parsed.items()
         if name == "notification_worker_latency_ms_bucket" and dict(labels)["trigger"] == "sensor"
     )
-    assert les == [*map(float, LATENCY_BUCKETS_MS), float("inf")]
+    bounds = one(db, "SELECT bounds FROM notify_histogram_bounds WHERE name = 'worker_run'")
+    assert les == [*map(float, bounds), float("inf")]
     assert les[0] == 100 and les[-2] == 600_000  # runs of 100 ms .. 10 min
     done = one(
         db,
         "SELECT count(*) FROM observability_events WHERE event_type = 'NOTIFY_WORKER_DONE' AND details ? 'duration_ms'",
     )
+    worker_s = sum(v for (name, _), v in parsed.items() if name == "notify_worker_run_seconds_sum")
+    assert worker_s == pytest.approx((100 + 1234 + 52_000 + 700_000 + 80) / 1000)
     assert done == sum(v for (name, _), v in parsed.items() if name == "notification_worker_latency_ms_count")
 
 
@@ -203,9 +322,9 @@ def test_snapshot_has_its_own_statement_timeout(db_url) -> None:
 def test_snapshot_inside_a_callers_transaction(db_url) -> None:
     with connect(db_url, actor="test", autocommit=False) as conn:
         conn.execute("SELECT 1")  # a transaction is open: the snapshot joins it
-        assert read_snapshot(conn).sent == {}
+        assert read_snapshot(conn).counter("sent") == {}
         conn.rollback()
-        assert read_snapshot(conn).failed == {}
+        assert read_snapshot(conn).counter("failed") == {}
 
 
 def test_textfile_is_replaced_atomically_with_the_rendered_content(db, tmp_path: Path) -> None:
@@ -292,3 +411,33 @@ def test_defaults_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.setenv("NOTIFY_PUSHGATEWAY_URL", " http://pushgateway:9091 ")
     assert metrics.textfile_from_env() == tmp_path / "node" / "q.prom"
     assert metrics.pushgateway_url_from_env() == "http://pushgateway:9091"
+
+
+def test_worker_starts_count_runs_not_heartbeats(db) -> None:
+    for details in (
+        {"trigger": "sensor"},
+        {"trigger": "sensor", "phase": "heartbeat"},
+        {"trigger": "manual"},
+    ):
+        db.execute(
+            "INSERT INTO observability_events (event_type, details) VALUES ('NOTIFY_WORKER_START', %s)",
+            (Jsonb(details),),
+        )
+    parsed = samples(metrics.render(db))
+    assert value(parsed, "notify_worker_starts_total", trigger="sensor") == 1
+    assert value(parsed, "notify_worker_starts_total", trigger="manual") == 1
+    # A heartbeat is activity all the same: the worker-health gauge moves with it.
+    assert value(parsed, "notify_worker_last_active_timestamp_seconds") > 0
+
+
+def test_counters_classify_outcomes_as_the_figures_do(db) -> None:
+    codes = (*figures.NOT_DELIVERY_FAILURES, "131026", "template_missing", None)
+    for event in ("failed", "cancelled"):
+        for code in codes:
+            (name,) = db.execute(
+                "SELECT name FROM notify_outcome_counter(%s, 'core', %s, NULL)", (event, code)
+            ).fetchone()
+            expected = figures.outcome("failed", code)
+            if event == "cancelled" and expected == figures.FAILED:
+                expected = "cancelled"  # a waiting row stopped by someone: not a worker's verdict
+            assert name == expected, (event, code)

@@ -16,7 +16,23 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+# Meta's answer time of each send (Outcome.latency_s) goes to its histogram in the same statement
+# (a data-modifying CTE): the observations land exactly when the results do. A request that never
+# left (`connection`) had no answer to time.
 WRITE_RESULTS = """
+WITH answered AS (
+    INSERT INTO notify_histograms AS h (name, labels, bucket_le, count, sum)
+    SELECT 'meta_answer',
+           jsonb_build_object('answer', CASE WHEN a.status = 'sent' THEN 'accepted' ELSE 'error' END),
+           notify_bucket('meta_answer', a.latency_s), count(*), sum(a.latency_s)
+      FROM unnest(%(statuses)s::text[], %(codes)s::text[], %(latencies)s::float8[])
+           AS a(status, error_code, latency_s)
+     WHERE a.latency_s IS NOT NULL AND a.error_code IS DISTINCT FROM 'connection'
+     GROUP BY 1, 2, 3
+     ORDER BY 1, 2, 3
+    ON CONFLICT (name, labels, bucket_le)
+    DO UPDATE SET count = h.count + EXCLUDED.count, sum = h.sum + EXCLUDED.sum, updated_at = now()
+)
 UPDATE notifications n
    SET status = r.status,
        retry_count = r.retry_count,
@@ -72,6 +88,8 @@ class Outcome:
     wa_message_id: str | None = None
     # 132015/132016: Meta says the template is paused or disabled; mark it held in whatsapp_templates.
     template_hold: bool = False
+    # Seconds Meta took to answer the send (SendResult.latency_s); None when nothing was sent.
+    latency_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +127,7 @@ async def write_outcomes(conn: psycopg.AsyncConnection, outcomes: Sequence[Outco
         "messages": [o.error_message for o in outcomes],
         "codes": [o.error_code for o in outcomes],
         "wamids": [o.wa_message_id for o in outcomes],
+        "latencies": [o.latency_s for o in outcomes],
     }
     async with single_statement(conn):
         cur = await conn.execute(WRITE_RESULTS, params)

@@ -1,28 +1,59 @@
-"""Prometheus metrics of the queue, with the operations runbook's names, so its PromQL works.
+"""Prometheus metrics of the queue, from the database: counters that only go up, histograms with
+stored buckets (in seconds), and gauges of the queue's shape.
 
 A custom collector turns one database snapshot (`metrics_sql.read_snapshot`) into metric
-families; `render`, `write_textfile` (node_exporter's textfile collector) and `push` (a
-Pushgateway) publish them. Nothing here keeps state between exports: every number is read from
-the database, so any number of exporters agree, and a restart loses nothing.
+families; `render` (the `/metrics` route of `notify-pipeline serve`), `write_textfile`
+(node_exporter's textfile collector) and `push` (a Pushgateway) publish them. Nothing here keeps
+state: every number is read from the database, so any number of replicas and exporters agree, and
+a restart loses nothing. Counters and histograms are kept by the database (migration 0008), in the
+transaction of each outcome: a stop, a resume, a retry of failed rows or a clean-up never lowers them.
 
-| metric | type | labels | value |
+The runbook's series keep their names, so its PromQL works unchanged:
+
+| series | type | labels | value |
 |---|---|---|---|
-| `notification_queue_depth` | gauge | `trigger="cron"` | queued rows due now, not claimed |
+| `notification_queue_depth` | gauge | `trigger="cron"` | queued rows due now, not held by a live claim |
 | `notification_queue_waiting` | gauge | | queued rows waiting for a later time (deferred, scheduled) |
-| `notification_queue_in_flight` | gauge | | queued rows a worker has claimed |
-| `notification_queue_oldest_due_seconds` | gauge | | how long the longest-due unclaimed row has been due |
-| `notification_sent_total` | counter | `domain` | rows sent |
-| `notification_failed_total` | counter | `domain`, `error_code` | rows failed, by `last_error_code` (`none` when empty) |
-| `notification_worker_latency_ms` | histogram | `trigger` | duration of each send run (NOTIFY_WORKER_DONE) |
-| `notification_filtered_optout` | gauge | | rows not sent because the contact opted out |
-| `notification_deferred_quiet_hours` | gauge | | quiet-hours deferrals in the last minute |
-| `notification_deferred` | gauge | `error_code` | deferrals and retries in the last minute, by reason or Meta code |
-| `notify_delivered_total` | counter | | messages Meta reported delivered (status webhooks) |
-| `notify_read_total` | counter | | messages Meta reported read |
-| `notify_late_failed_total` | counter | `error_code` | messages Meta accepted, then reported failed, by Meta's code |
+| `notification_queue_in_flight` | gauge | | queued rows a live worker holds |
+| `notification_queue_oldest_due_seconds` | gauge | | how long the longest-due row has been due |
+| `notification_sent_total` | counter | `domain` | messages Meta accepted |
+| `notification_failed_total` | counter | `domain`, `error_code` | a worker's failed verdicts (Meta's refusal or the engine's) |
+| `notification_worker_latency_ms` | histogram | `trigger` | duration of each send run, in ms (NOTIFY_WORKER_DONE) |
+| `notification_filtered_optout` | untyped, cumulative | | notifications not sent because the contact opted out |
+| `notification_deferred_quiet_hours` | untyped, cumulative | | deferrals for quiet hours |
+| `notification_deferred` | untyped, cumulative | `error_code` | deferrals and retries, by reason or Meta code |
 
-The `notify_*_total` counters are kept by the database (notify_counters), incremented in the
-transaction that applies a status webhook: they only go up, whatever happens to the rows later.
+The last three have no `_total` in the runbook, and prometheus_client writes every counter with
+one, so they are exposed untyped under their exact names: read them with `increase()`/`rate()`.
+
+Conventional names beside them (prometheus_client's counters, series `<name>_total`):
+
+| series | type | labels | value |
+|---|---|---|---|
+| `notify_queue_due`, `notify_queue_waiting`, `notify_queue_claimed` | gauge | | the queue's shape (figures.py) |
+| `notify_queue_oldest_due_seconds` | gauge | | as notification_queue_oldest_due_seconds |
+| `notify_sent_total` | counter | `domain` | messages Meta accepted |
+| `notify_failed_total` | counter | `domain`, `error_code` | a worker's failed verdicts, opt-outs and expiry apart |
+| `notify_late_failed_total` | counter | `error_code` | accepted, then reported failed by a status webhook |
+| `notify_delivered_total`, `notify_read_total` | counter | | status webhooks (read implies delivered) |
+| `notify_filtered_total` | counter | `domain`, `reason`, `stage` | opt-outs: refused at send (`send`) or cancelled waiting (`queue`) |
+| `notify_held_total` | counter | `domain` | rows an emergency stop held |
+| `notify_expired_total` | counter | `domain` | rows past expires_at, not sent |
+| `notify_cancelled_total` | counter | `domain`, `reason` | other rows stopped while waiting |
+| `notify_deferred_total` | counter | `reason` | deferrals (no attempt used), by reason or Meta code |
+| `notify_retried_total` | counter | `error_code` | retries (an attempt used) |
+| `notify_requeued_total` | counter | `reason` | failed rows queued again (resume, retry-failed), by their old code |
+| `notify_swept_total` | counter | | claims of dead workers given back |
+| `notify_worker_starts_total` | counter | `trigger` | send runs started |
+| `notify_contacts_opted_out_total` | counter | `reason` | contacts that opted out |
+| `notify_enqueue_to_accepted_seconds` | histogram | `domain` | from queueNotification to Meta's acceptance |
+| `notify_meta_answer_seconds` | histogram | `answer` | Meta's answer time per send (`accepted` or `error`) |
+| `notify_worker_run_seconds` | histogram | `trigger` | duration of each send run |
+| `notify_sending_paused` | gauge | | 1 while queue_control is paused |
+| `notify_sender_held` | gauge | `sender` | 1 per sender held after Meta refused its credentials or account |
+| `notify_worker_last_active_timestamp_seconds` | gauge | | newest worker start, resume or claim (Unix s; 0: never) |
+| `notify_last_status_webhook_timestamp_seconds` | gauge | | newest status webhook (Unix s; 0: none in a week) |
+| `notify_receipts_awaiting` | gauge | | sends of the last 15 min, past 2 min, with no status yet |
 """
 
 from __future__ import annotations
@@ -30,7 +61,7 @@ from __future__ import annotations
 import os
 import urllib.error
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +73,7 @@ from prometheus_client.metrics_core import (
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
+    UnknownMetricFamily,
 )
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -49,8 +81,8 @@ from prometheus_client.utils import floatToGoString
 from notify_pipeline import settings
 from notify_pipeline.engine.reasons import DEFERRAL_REASONS
 from notify_pipeline.reporting.metrics_sql import (
-    LATENCY_BUCKETS_MS,
     STATEMENT_TIMEOUT_MS,
+    Labels,
     Snapshot,
     read_snapshot,
 )
@@ -65,9 +97,68 @@ PUSH_TIMEOUT_S = 10.0
 # and existing dashboards and alert rules keep matching.
 QUEUE_TRIGGER = "cron"
 
-# Reasons our own engine defers for (engine/policy.py, engine/drain.py). With Meta's throttling
-# codes they are always exported, at 0 when idle, so panels and alert rules see a series rather
-# than "no data".
+# Database counters exported under a conventional name: (counter, family, help, label names).
+COUNTERS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("sent", "notify_sent", "Messages Meta accepted, by domain.", ("domain",)),
+    (
+        "failed",
+        "notify_failed",
+        "A worker's failed verdicts (Meta's refusal or the engine's), by domain and error code; "
+        "opt-outs, expiry and late failures are counted apart.",
+        ("domain", "error_code"),
+    ),
+    (
+        "late_failed",
+        "notify_late_failed",
+        "Messages Meta accepted, then reported failed in a status webhook, by Meta's error code.",
+        ("error_code",),
+    ),
+    ("delivered", "notify_delivered", "Messages Meta reported delivered (read implies delivered).", ()),
+    ("read", "notify_read", "Messages Meta reported read.", ()),
+    (
+        "filtered",
+        "notify_filtered",
+        "Notifications not sent because the contact opted out: refused at send (stage=send) or "
+        "cancelled while waiting (stage=queue).",
+        ("domain", "reason", "stage"),
+    ),
+    ("held", "notify_held", "Notifications an emergency stop held (resume queues them again).", ("domain",)),
+    (
+        "expired",
+        "notify_expired",
+        "Notifications past their expires_at before they could be sent.",
+        ("domain",),
+    ),
+    (
+        "cancelled",
+        "notify_cancelled",
+        "Other notifications stopped while waiting, by code.",
+        ("domain", "reason"),
+    ),
+    (
+        "deferred",
+        "notify_deferred",
+        "Deferrals (no attempt used), by our reason or Meta's throttling code.",
+        ("reason",),
+    ),
+    (
+        "retried",
+        "notify_retried",
+        "Retries after a transient error (an attempt used), by error code.",
+        ("error_code",),
+    ),
+    (
+        "requeued",
+        "notify_requeued",
+        "Failed or held notifications queued again (resume, retry-failed), by the code they had.",
+        ("reason",),
+    ),
+    ("swept", "notify_swept", "Claims of dead workers given back to the queue.", ()),
+    ("worker_starts", "notify_worker_starts", "Send runs started, by what launched them.", ("trigger",)),
+    ("contacts_opted_out", "notify_contacts_opted_out", "Contacts that opted out, by reason.", ("reason",)),
+)
+# Label-less counters exported at 0 before their first event, so panels show a line, not "no data".
+ALWAYS = ("delivered", "read", "swept")
 
 
 class PushError(RuntimeError):
@@ -85,10 +176,48 @@ class QueueMetricsCollector(Collector):
 
 
 def families(snap: Snapshot) -> list[Metric]:
-    """The metric families of one snapshot."""
+    """The metric families of one snapshot: the runbook's, then the conventional ones."""
+    return [*runbook(snap), *conventional(snap)]
+
+
+def _values(labels: Labels, names: Sequence[str]) -> list[str]:
+    found = dict(labels)
+    return [found.get(name, "none") for name in names]
+
+
+def _counter(snap: Snapshot, name: str, family: str, help_text: str, label_names: Sequence[str]) -> Metric:
+    metric = CounterMetricFamily(family, help_text, labels=list(label_names))
+    values = snap.counter(name)
+    if not values and not label_names and name in ALWAYS:
+        metric.add_metric([], 0)
+    for labels, value in sorted(values.items()):
+        metric.add_metric(_values(labels, label_names), value)
+    return metric
+
+
+def _histogram(
+    snap: Snapshot, name: str, family: str, help_text: str, label_name: str, scale: float = 1.0
+) -> Metric:
+    """A stored histogram in Prometheus' cumulative form; `scale` converts its unit (ms to s)."""
+    metric = HistogramMetricFamily(family, help_text, labels=[label_name])
+    histogram = snap.histograms.get(name)
+    if histogram is None:
+        return metric
+    for labels in histogram.series:
+        cumulative, count, total = histogram.cumulative(labels)
+        buckets = [
+            (floatToGoString(bound * scale), running)
+            for bound, running in zip(histogram.bounds, cumulative, strict=True)
+        ]
+        metric.add_metric(_values(labels, [label_name]), [*buckets, ("+Inf", count)], total * scale)
+    return metric
+
+
+def runbook(snap: Snapshot) -> list[Metric]:
+    """The runbook's series, exactly as its PromQL names them."""
     depth = GaugeMetricFamily(
         "notification_queue_depth",
-        "Queued notifications due now and not claimed (deferred and scheduled rows are not counted).",
+        "Queued notifications due now and not held by a live claim (deferred and scheduled rows are not counted).",
         labels=["trigger"],
     )
     depth.add_metric([QUEUE_TRIGGER], snap.due)
@@ -105,71 +234,125 @@ def families(snap: Snapshot) -> list[Metric]:
         "Seconds the longest-due unclaimed notification has been due; 0 when none is due.",
         value=snap.oldest_due_s,
     )
-    # Counters: a sent row stays sent and a failed row stays failed, so the counts only grow. The
-    # exception is re-queueing failed rows (retry_failed_job): the drop reads as a counter reset.
-    sent = CounterMetricFamily("notification_sent_total", "Notifications sent, by domain.", labels=["domain"])
-    for domain, count in sorted(snap.sent.items()):
-        sent.add_metric([domain], count)
-    failed = CounterMetricFamily(
-        "notification_failed_total",
-        "Notifications failed, by domain and last_error_code (Meta's code or the engine's reason; none when empty).",
-        labels=["domain", "error_code"],
+    # Counters (series notification_sent_total, notification_failed_total): the database's counters.
+    sent = _counter(snap, "sent", "notification_sent", "Notifications Meta accepted, by domain.", ["domain"])
+    failed = _counter(
+        snap,
+        "failed",
+        "notification_failed",
+        "A worker's failed verdicts by domain and error code (Meta's code or the engine's reason); "
+        "opt-outs, emergency-stop holds and expiry are not failures.",
+        ["domain", "error_code"],
     )
-    for (domain, code), count in sorted(snap.failed.items()):
-        failed.add_metric([domain, code], count)
-    latency = HistogramMetricFamily(
+    latency = _histogram(
+        snap,
+        "worker_run",
         "notification_worker_latency_ms",
         "Duration of each send run in milliseconds (NOTIFY_WORKER_DONE), by what launched it.",
-        labels=["trigger"],
+        "trigger",
     )
-    for trigger, histogram in sorted(snap.latency.items()):
-        buckets = [
-            (floatToGoString(bound), count)
-            for bound, count in zip(LATENCY_BUCKETS_MS, histogram.cumulative, strict=True)
-        ]
-        latency.add_metric([trigger], [*buckets, ("+Inf", histogram.count)], histogram.sum_ms)
-    # The runbook's names below have no _total suffix, and a Prometheus counter's series always
-    # ends in _total, so counters would break its queries. They are gauges: a count of rows in a
-    # state (read with delta()), and counts of events in the trailing window (read as they are);
-    # a window keeps the audit-log scan bounded, where a cumulative count would read it all.
-    optout = GaugeMetricFamily(
+    # No _total in the runbook's names: cumulative, exposed untyped under the exact name.
+    optout = UnknownMetricFamily(
         "notification_filtered_optout",
-        "Notifications not sent because the contact opted out (failed, last_error_code opted_out).",
-        value=snap.opted_out,
+        "Notifications not sent because the contact opted out, since the counters began (cumulative: "
+        "read with increase()).",
+        value=snap.total("filtered"),  # every filtered reason is the contact's no (figures.FILTERED_CODES)
     )
-    window = f"{snap.window_s:g} s"
-    quiet = GaugeMetricFamily(
+    quiet = UnknownMetricFamily(
         "notification_deferred_quiet_hours",
-        f"Deferrals for quiet hours in the contact's time zone during the last {window}.",
-        value=snap.deferred_quiet_hours,
+        "Deferrals for quiet hours in the contact's time zone (cumulative: read with increase()).",
+        value=snap.total("deferred", reason="quiet_hours"),
     )
-    deferred = GaugeMetricFamily(
+    deferred = UnknownMetricFamily(
         "notification_deferred",
-        f"Deferrals and retries during the last {window}, by reason or Meta error code "
-        "(130429 throughput, 131056 pair limit, 131048 spam limit, pair_limit our own limiter).",
+        "Deferrals and retries by reason or Meta error code (cumulative: read with increase()); "
+        "130429 throughput, 131056 pair limit, 131048 spam limit, pair_limit our own limiter.",
         labels=["error_code"],
     )
-    counts = dict.fromkeys((*throttling_codes(), *DEFERRAL_REASONS), 0) | snap.deferred
+    counts = dict.fromkeys((*throttling_codes(), *DEFERRAL_REASONS), 0)
+    for labels, value in snap.counter("deferred").items():
+        code = dict(labels).get("reason", "none")
+        counts[code] = counts.get(code, 0) + value
+    for labels, value in snap.counter("retried").items():
+        code = dict(labels).get("error_code", "none")
+        counts[code] = counts.get(code, 0) + value
     for code, count in sorted(counts.items()):
         deferred.add_metric([code], count)
-    runbook = [depth, waiting, in_flight, oldest, sent, failed, latency, optout, quiet, deferred]
-    return [*runbook, *receipts(snap)]
+    return [depth, waiting, in_flight, oldest, sent, failed, latency, optout, quiet, deferred]
 
 
-def receipts(snap: Snapshot) -> list[Metric]:
-    """Counters of what status webhooks reported; conventional names (prometheus_client adds _total)."""
-    delivered = CounterMetricFamily(
-        "notify_delivered", "Messages Meta reported delivered (read implies delivered).", value=snap.delivered
+def conventional(snap: Snapshot) -> list[Metric]:
+    """Conventional names: notify_*, counters as <name>_total, histograms in seconds."""
+    queue = [
+        GaugeMetricFamily("notify_queue_due", "Queued notifications due now, not claimed.", value=snap.due),
+        GaugeMetricFamily(
+            "notify_queue_waiting", "Queued notifications waiting for a later time.", value=snap.waiting
+        ),
+        GaugeMetricFamily(
+            "notify_queue_claimed", "Queued notifications a worker holds.", value=snap.in_flight
+        ),
+        GaugeMetricFamily(
+            "notify_queue_oldest_due_seconds",
+            "Seconds the longest-due unclaimed notification has been due; 0 when none is due.",
+            value=snap.oldest_due_s,
+        ),
+    ]
+    counters = [_counter(snap, *spec) for spec in COUNTERS]
+    histograms = [
+        _histogram(
+            snap,
+            "enqueue_to_accepted",
+            "notify_enqueue_to_accepted_seconds",
+            "Seconds from queueNotification to Meta's acceptance, by domain (scheduled and deferred "
+            "rows included).",
+            "domain",
+        ),
+        _histogram(
+            snap,
+            "meta_answer",
+            "notify_meta_answer_seconds",
+            "Seconds Meta took to answer one send, by answer (accepted or error); requests that "
+            "never left are not counted.",
+            "answer",
+        ),
+        _histogram(
+            snap,
+            "worker_run",
+            "notify_worker_run_seconds",
+            "Seconds each send run lasted, by what launched it.",
+            "trigger",
+            scale=0.001,
+        ),
+    ]
+    held = GaugeMetricFamily(
+        "notify_sender_held",
+        "1 per sender held because Meta refused its credentials or account (no series: none held).",
+        labels=["sender"],
     )
-    read = CounterMetricFamily("notify_read", "Messages Meta reported read.", value=snap.read)
-    late = CounterMetricFamily(
-        "notify_late_failed",
-        "Messages Meta accepted, then reported failed in a status webhook, by Meta's error code.",
-        labels=["error_code"],
-    )
-    for code, count in sorted(snap.late_failed.items()):
-        late.add_metric([code], count)
-    return [delivered, read, late]
+    for sender in snap.held_senders:
+        held.add_metric([sender], 1)
+    state = [
+        GaugeMetricFamily(
+            "notify_sending_paused", "1 while sending is paused (queue_control).", value=int(snap.paused)
+        ),
+        held,
+        GaugeMetricFamily(
+            "notify_worker_last_active_timestamp_seconds",
+            "Unix time of the newest send-run start, resume, released hold or live claim; 0 when none.",
+            value=snap.worker_active_at,
+        ),
+        GaugeMetricFamily(
+            "notify_last_status_webhook_timestamp_seconds",
+            "Unix time of the newest status webhook; 0 when none arrived in the last week.",
+            value=snap.last_status_at,
+        ),
+        GaugeMetricFamily(
+            "notify_receipts_awaiting",
+            "Messages sent in the last 15 minutes, more than 2 minutes ago, with no status webhook yet.",
+            value=snap.receipts_awaiting,
+        ),
+    ]
+    return [*queue, *counters, *histograms, *state]
 
 
 def build_registry(source: psycopg.Connection | Snapshot) -> CollectorRegistry:

@@ -1,138 +1,118 @@
 """The metrics snapshot: what the queue database holds, read in one short read-only transaction.
 
-Every query runs each minute, so each one stays on an index the schema already has:
+Two kinds of numbers, both from the database, so every exporter and every `serve` replica agree:
 
-- queue depth: the partial claim index (`notifications_due_idx`, queued rows only);
-- failures and opt-outs: the partial index of failed rows (`notifications_failed_idx`);
-- worker run durations: `observability_events (event_type, created_at)`;
-- deferrals: the audit log's `created_at` index, over a trailing window only;
-- receipts (delivered, read, late failures): notify_counters, a handful of rows the database
-  increments as it applies status webhooks, so they only go up.
+- Counters and histograms (migration 0008): `notify_counters` and `notify_histograms`, a few
+  hundred rows at most, updated in the same transaction as each outcome (the audit trigger, the
+  drain's write-back, status webhooks, recorded events). They only go up: a stop, a resume, a
+  retry of failed rows or a clean-up of old events cannot lower them.
+- Gauges of the present: the queue's shape (reporting/figures.py, the one definition of due,
+  waiting, claimed and oldest due that status, diagnose and the alerts use too), the
+  pause flag and sender holds, the newest worker activity and the newest status webhook (each a
+  max() on an index), and the sends still waiting for a status (`notifications_delivery_idx`).
 
-The one unbounded scan is the sent counter: a cumulative count of sent rows cannot be windowed
-without breaking counter semantics, and no index holds sent rows alone. The snapshot runs under
-its own statement timeout, so a slow database fails the export instead of piling up runs.
+Every query stays on an index, so a scrape costs the same at 10 rows or 10 million. The snapshot
+runs under its own statement timeout: a slow database fails the scrape instead of piling up.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import pq
 
-# Bounds of the worker latency histogram, in ms: a drain lasts from a tenth of a second (nothing
-# due) to its time budget (50 s by default, at most an hour); finer steps near the default budget.
-LATENCY_BUCKETS_MS: tuple[float, ...] = (
-    100,
-    250,
-    500,
-    1_000,
-    2_500,
-    5_000,
-    10_000,
-    20_000,
-    30_000,
-    45_000,
-    55_000,
-    60_000,
-    90_000,
-    120_000,
-    300_000,
-    600_000,
-)
+from notify_pipeline.reporting import figures
+from notify_pipeline.thresholds import DEFAULTS
 
-# The window of the deferral gauges: the export runs every minute, so each export counts the
-# deferrals since the one before, and the runbook's "more than 10 a minute" reads off directly.
-DEFERRAL_WINDOW_S = 60.0
-# A snapshot that takes longer than this fails rather than overlapping the next export.
+# A snapshot that takes longer than this fails rather than overlapping the next scrape.
 STATEMENT_TIMEOUT_MS = 10_000
+# How far back the newest status webhook is looked for (as the no-receipts alert does).
+LAST_STATUS_S = 7 * 86400.0
 
-QUEUE = """
-SELECT count(*) FILTER (WHERE next_attempt_at <= now() AND locked_at IS NULL),
-       count(*) FILTER (WHERE next_attempt_at > now() AND locked_at IS NULL),
-       count(*) FILTER (WHERE locked_at IS NOT NULL),
-       coalesce(extract(epoch FROM now() - min(next_attempt_at)
-                        FILTER (WHERE next_attempt_at <= now() AND locked_at IS NULL)), 0)::float8
-  FROM notifications
- WHERE status = 'queued'
+# A label set as stored (jsonb), as a sorted tuple of (name, value) pairs: hashable, comparable.
+Labels = tuple[tuple[str, str], ...]
+
+COUNTERS = "SELECT name, labels, value FROM notify_counters"
+
+HISTOGRAMS = """
+SELECT b.name, b.unit, b.bounds, h.labels, h.bucket_le, h.count, h.sum
+  FROM notify_histogram_bounds b
+  LEFT JOIN notify_histograms h ON h.name = b.name
 """
 
-SENT = "SELECT domain, count(*) FROM notifications WHERE status = 'sent' GROUP BY domain"
-
-FAILED = """
-SELECT domain, coalesce(last_error_code, 'none'), count(*)
-  FROM notifications
- WHERE status = 'failed'
- GROUP BY 1, 2
+# What the worker-health, no-receipts and switch gauges need. Worker activity is what the alert
+# sensor counts from: a worker start, a resume or a released hold (a send run's normal start
+# follows either), or the youngest claim a long-running worker still holds. Timestamps are Unix
+# seconds; 0 when there is none (Prometheus' `time() - x` then reads as "forever").
+STATE = """
+SELECT coalesce(extract(epoch FROM greatest(
+           (SELECT max(created_at) FROM observability_events WHERE event_type = 'NOTIFY_WORKER_START'),
+           (SELECT max(created_at) FROM observability_events WHERE event_type = 'NOTIFY_RESUMED'),
+           (SELECT max(created_at) FROM observability_events WHERE event_type = 'NOTIFY_SENDER_RELEASED'),
+           (SELECT max(locked_at) FROM notifications WHERE status = 'queued' AND locked_at IS NOT NULL))), 0)::float8,
+       coalesce(extract(epoch FROM (SELECT max(received_at) FROM webhook_events
+                                     WHERE kind = 'status'
+                                       AND received_at > now() - make_interval(secs => %(last)s))), 0)::float8,
+       (SELECT count(*) FROM notifications WHERE status = 'sent' AND delivery_status IS NULL
+           AND sent_at > now() - make_interval(secs => %(window)s)
+           AND sent_at <= now() - make_interval(secs => %(grace)s)),
+       coalesce((SELECT bool_or(paused) FROM queue_control), false),
+       ARRAY(SELECT sender FROM sender_holds ORDER BY sender)
 """
-
-# Each run is put in the bucket of the first bound at or above its duration (Prometheus' `le`);
-# Python adds the buckets up. Runs from any time: a histogram is cumulative.
-LATENCY = """
-SELECT coalesce(e.details->>'trigger', 'unknown'),
-       (SELECT count(*) FROM unnest(%(bounds)s::float8[]) AS b(le) WHERE b.le < e.ms),
-       count(*),
-       sum(e.ms)
-  FROM (SELECT details, (details->>'duration_ms')::float8 AS ms
-          FROM observability_events
-         WHERE event_type = 'NOTIFY_WORKER_DONE' AND jsonb_typeof(details->'duration_ms') = 'number') e
- GROUP BY 1, 2
-"""
-
-DEFERRED = """
-SELECT event_type, coalesce(details->>'error_code', 'none'), count(*)
-  FROM notification_audit_log
- WHERE created_at > now() - make_interval(secs => %(window_s)s)
-   AND event_type IN ('deferred', 'retried')
- GROUP BY 1, 2
-"""
-
-# Counters the database keeps (notify_counters, migration 0006): one row per name and label set.
-RECEIPT_COUNTERS = ("delivered", "read", "late_failed")
-COUNTERS = "SELECT name, labels, value FROM notify_counters WHERE name = ANY(%(names)s)"
 
 
 @dataclass(frozen=True)
-class LatencyHistogram:
-    """Worker run durations of one trigger: cumulative counts per bound, total count and sum."""
+class Histogram:
+    """One stored histogram: its bounds and, per label set, the count in each bucket (one per
+    bound, then the +Inf bucket; not cumulative) and the sum of the observations."""
 
-    cumulative: tuple[int, ...]  # one per LATENCY_BUCKETS_MS bound
-    count: int
-    sum_ms: float
+    name: str
+    unit: str
+    bounds: tuple[float, ...]
+    series: dict[Labels, tuple[tuple[int, ...], float]] = field(default_factory=dict)
+
+    def cumulative(self, labels: Labels) -> tuple[list[int], int, float]:
+        """Prometheus' form: counts at or below each bound, the total count, the sum."""
+        counts, total = self.series[labels]
+        running, out = 0, []
+        for count in counts[:-1]:
+            running += count
+            out.append(running)
+        return out, running + counts[-1], total
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """One consistent reading of the queue, as the exporter publishes it."""
+    """One consistent reading of the database, as the exporter publishes it."""
 
-    due: int  # queued, due now, not claimed
+    # The queue's shape, as reporting/figures.py defines it.
+    due: int  # queued, due now, not held by a live claim
     waiting: int  # queued for a later time (deferred or scheduled), not claimed
-    in_flight: int  # claimed by a worker
-    oldest_due_s: float  # how long the longest-due unclaimed row has been due; 0 when none
-    sent: dict[str, int] = field(default_factory=dict)  # domain -> sent rows
-    failed: dict[tuple[str, str], int] = field(default_factory=dict)  # (domain, error code) -> rows
-    latency: dict[str, LatencyHistogram] = field(default_factory=dict)  # trigger -> histogram
-    deferred: dict[str, int] = field(default_factory=dict)  # error code -> deferrals + retries in window
-    deferred_quiet_hours: int = 0  # quiet-hours deferrals in window
-    window_s: float = DEFERRAL_WINDOW_S
-    delivered: int = 0  # messages Meta reported delivered (or read, which implies it), ever
-    read: int = 0  # messages Meta reported read, ever
-    late_failed: dict[str, int] = field(default_factory=dict)  # error code -> late failures, ever
+    in_flight: int  # held by a live drain (a claim younger than the lease)
+    oldest_due_s: float  # how long the longest-due row of `due` has been due; 0 when none
+    counters: dict[str, dict[Labels, int]] = field(default_factory=dict)  # name -> labels -> value
+    histograms: dict[str, Histogram] = field(default_factory=dict)
+    worker_active_at: float = 0.0  # Unix seconds of the newest worker start, resume or claim
+    last_status_at: float = 0.0  # Unix seconds of the newest status webhook (0: none in a week)
+    receipts_awaiting: int = 0  # sent in the no-receipts window, past its grace, no status yet
+    paused: bool = False
+    held_senders: tuple[str, ...] = ()
 
-    @property
-    def opted_out(self) -> int:
-        """Notifications never sent because the contact opted out."""
-        return sum(count for (_domain, code), count in self.failed.items() if code == "opted_out")
+    def counter(self, name: str) -> dict[Labels, int]:
+        return self.counters.get(name, {})
+
+    def total(self, name: str, **match: str) -> int:
+        """The sum of a counter over every label set that carries `match`."""
+        return sum(v for labels, v in self.counter(name).items() if set(match.items()) <= set(labels))
 
 
-def read_snapshot(
-    conn: psycopg.Connection,
-    *,
-    window_s: float = DEFERRAL_WINDOW_S,
-    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
-) -> Snapshot:
+def labels_of(value: Mapping[str, object] | None) -> Labels:
+    return tuple(sorted((str(k), "none" if v is None else str(v)) for k, v in (value or {}).items()))
+
+
+def read_snapshot(conn: psycopg.Connection, *, statement_timeout_ms: int = STATEMENT_TIMEOUT_MS) -> Snapshot:
     """Read every metric in one read-only transaction, so the numbers agree with each other."""
     fresh = conn.info.transaction_status == pq.TransactionStatus.IDLE
     with conn.transaction():
@@ -141,50 +121,55 @@ def read_snapshot(
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         # Local to this transaction: the caller's connection keeps its own timeout afterwards.
         conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(statement_timeout_ms)}ms",))
-        due, waiting, in_flight, oldest = conn.execute(QUEUE).fetchone()
-        sent = {domain: count for domain, count in conn.execute(SENT)}
-        failed = {(domain, code): count for domain, code, count in conn.execute(FAILED)}
-        latency = _histograms(conn.execute(LATENCY, {"bounds": list(LATENCY_BUCKETS_MS)}).fetchall())
-        deferred: Counter[str] = Counter()
-        quiet = 0
-        for event_type, code, count in conn.execute(DEFERRED, {"window_s": window_s}):
-            deferred[code] += count
-            if event_type == "deferred" and code == "quiet_hours":
-                quiet += count
-        counters = conn.execute(COUNTERS, {"names": list(RECEIPT_COUNTERS)}).fetchall()
-    totals = {name: sum(value for n, _labels, value in counters if n == name) for name in RECEIPT_COUNTERS}
-    late_failed = {
-        labels.get("error_code", "none"): value for name, labels, value in counters if name == "late_failed"
-    }
+        shape = figures.queue_shape(conn)
+        counter_rows = conn.execute(COUNTERS).fetchall()
+        histogram_rows = conn.execute(HISTOGRAMS).fetchall()
+        worker_at, status_at, awaiting, paused, held = conn.execute(
+            STATE,
+            {
+                "last": LAST_STATUS_S,
+                "window": DEFAULTS.no_receipts_window_s,
+                "grace": DEFAULTS.no_receipts_grace_s,
+            },
+        ).fetchone()
+    counters: dict[str, dict[Labels, int]] = {}
+    for name, labels, value in counter_rows:
+        counters.setdefault(name, {})[labels_of(labels)] = int(value)
     return Snapshot(
-        due=due,
-        waiting=waiting,
-        in_flight=in_flight,
-        oldest_due_s=oldest,
-        sent=sent,
-        failed=failed,
-        latency=latency,
-        deferred=dict(deferred),
-        deferred_quiet_hours=quiet,
-        window_s=window_s,
-        delivered=totals["delivered"],
-        read=totals["read"],
-        late_failed=late_failed,
+        due=shape.due,
+        waiting=shape.waiting,
+        in_flight=shape.claimed,
+        oldest_due_s=shape.oldest_due_s or 0.0,
+        counters=counters,
+        histograms=_histograms(histogram_rows),
+        worker_active_at=worker_at,
+        last_status_at=status_at,
+        receipts_awaiting=awaiting,
+        paused=bool(paused),
+        held_senders=tuple(held),
     )
 
 
-def _histograms(rows: list[tuple[str, int, int, float]]) -> dict[str, LatencyHistogram]:
-    per_bucket: dict[str, list[int]] = {}
-    sums: Counter[str] = Counter()
-    for trigger, bucket, count, total_ms in rows:
-        # bucket == len(bounds): above the last bound, counted only in +Inf.
-        per_bucket.setdefault(trigger, [0] * (len(LATENCY_BUCKETS_MS) + 1))[bucket] += count
-        sums[trigger] += float(total_ms)
-    histograms = {}
-    for trigger, counts in per_bucket.items():
-        running, cumulative = 0, []
-        for count in counts[:-1]:
-            running += count
-            cumulative.append(running)
-        histograms[trigger] = LatencyHistogram(tuple(cumulative), sum(counts), sums[trigger])
-    return histograms
+def _histograms(rows: list[tuple]) -> dict[str, Histogram]:
+    buckets: dict[str, dict[Labels, list[int]]] = {}
+    sums: dict[str, dict[Labels, float]] = {}
+    bounds_of: dict[str, tuple[tuple[float, ...], str]] = {}
+    for name, unit, bounds, labels, le, count, total in rows:
+        bounds_of[name] = (tuple(float(b) for b in bounds), unit)
+        if labels is None:  # a histogram nothing was observed in yet
+            continue
+        key = labels_of(labels)
+        edges = bounds_of[name][0]
+        per_bucket = buckets.setdefault(name, {}).setdefault(key, [0] * (len(edges) + 1))
+        index = edges.index(float(le)) if float(le) in edges else len(edges)  # 'Infinity': above them all
+        per_bucket[index] += int(count)
+        sums.setdefault(name, {})[key] = sums.get(name, {}).get(key, 0.0) + float(total)
+    return {
+        name: Histogram(
+            name,
+            unit,
+            edges,
+            {key: (tuple(counts), sums[name][key]) for key, counts in sorted(buckets.get(name, {}).items())},
+        )
+        for name, (edges, unit) in bounds_of.items()
+    }

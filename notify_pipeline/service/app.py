@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from notify_pipeline.db.connect import connect_async
 from notify_pipeline.receipts.ingest import Ingestor
-from notify_pipeline.service import webhooks
+from notify_pipeline.service import metrics, webhooks
 from notify_pipeline.service.config import ServiceConfig
 
 
@@ -34,7 +34,7 @@ def create_app(config: ServiceConfig) -> Starlette:
         return JSONResponse({"ok": True, "committed": ingestor.committed, "batches": ingestor.batches})
 
     return Starlette(
-        routes=[*webhooks.routes(config, ingestor), Route("/healthz", health)],
+        routes=[*webhooks.routes(config, ingestor), *metrics.routes(config), Route("/healthz", health)],
         lifespan=lifespan,
     )
 

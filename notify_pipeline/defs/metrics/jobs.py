@@ -69,7 +69,8 @@ def export_metrics(
 
 @dg.job(
     tags={"dagster/max_retries": "0"},
-    description="Publish the queue's Prometheus metrics (runbook names) to a textfile and a Pushgateway.",
+    description="Publish the Prometheus metrics (the same as GET /metrics on `notify-pipeline serve`) "
+    "to a textfile and a Pushgateway.",
 )
 def export_metrics_job() -> None:
     export_metrics()

@@ -1,0 +1,139 @@
+"""The Prometheus alerting rules and the Grafana dashboard: valid PromQL (promtool when installed,
+a structural check always), one rule per alert sensor, and only series the exposition produces."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from notify_pipeline.reporting import metrics
+from notify_pipeline.reporting.alerts.catalog import ALERTS
+from notify_pipeline.thresholds import DEFAULTS
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES = ROOT / "docs" / "prometheus" / "notify-pipeline-rules.yml"
+DASHBOARD = ROOT / "docs" / "grafana" / "notify-pipeline.json"
+
+SERIES = re.compile(r"\b(?:notify|notification)_[a-z0-9_]+\b")
+# PromQL functions and keywords the rules may use; anything else followed by "(" is a typo.
+FUNCTIONS = {
+    "sum", "max", "min", "count", "avg", "rate", "increase", "time", "vector", "histogram_quantile",
+    "absent", "by", "on", "ignoring", "without", "and", "or", "unless", "delta",
+}  # fmt: skip
+DURATION = re.compile(r"^\d+[smhdwy]$")
+
+
+def rules() -> list[dict]:
+    return [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
+
+
+def dashboard_exprs() -> list[str]:
+    board = json.loads(DASHBOARD.read_text())
+    return [target["expr"] for panel in board["panels"] for target in panel["targets"]]
+
+
+def produced_series(db) -> set[str]:
+    """Every series name the exposition produces, from its families (present even at zero)."""
+    names = set()
+    for family in text_string_to_metric_families(metrics.render(db).decode()):
+        if family.type == "counter":
+            names.add(f"{family.name}_total")
+        elif family.type == "histogram":
+            names |= {f"{family.name}_{part}" for part in ("bucket", "sum", "count")}
+        else:
+            names.add(family.name)
+    return names
+
+
+def check_promql(expr: str) -> None:
+    """A structural PromQL check for machines without promtool: brackets and quotes balanced and
+    nested properly, range selectors with valid durations, known functions only."""
+    stack, quoted = [], False
+    pairs = {")": "(", "]": "[", "}": "{"}
+    for char in expr:
+        if char == '"':
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif char in "([{":
+            stack.append(char)
+        elif char in pairs:
+            assert stack and stack.pop() == pairs[char], f"unbalanced {char!r} in {expr}"
+    assert not stack and not quoted, f"unclosed bracket or quote in {expr}"
+    for window in re.findall(r"\[([^\]]*)\]", expr):
+        assert DURATION.match(window), f"bad range {window!r} in {expr}"
+    unquoted = re.sub(r'"[^"]*"', '""', expr)
+    for call in re.findall(r"\b([a-z_]+)\s*\(", unquoted):
+        assert call in FUNCTIONS, f"unknown function {call!r} in {expr}"
+    for matcher in re.findall(r"\{([^}]*)\}", unquoted):
+        for part in filter(None, (p.strip() for p in matcher.split(","))):
+            assert re.match(r'^[a-z_]+\s*(=~|!~|!=|=)\s*""$', part), f"bad matcher {part!r} in {expr}"
+
+
+def test_promtool_accepts_the_rules() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian's prometheus package ships it; .ci/run installs it)")
+    done = subprocess.run(
+        [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(rules())} rules found" in done.stdout
+
+
+def test_rules_pass_the_structural_promql_check() -> None:
+    for rule in rules():
+        check_promql(rule["expr"])
+        if "for" in rule:
+            assert DURATION.match(rule["for"]), rule["alert"]
+    for expr in dashboard_exprs():
+        check_promql(expr.replace("$domain", "x"))
+
+
+def test_the_check_catches_broken_promql() -> None:
+    for broken in (
+        "sum(rate(notify_sent_total[5m])",
+        "rate(notify_sent_total[5 minutes])",
+        'notify_sent_total{domain="a"',
+        "summ(notify_sent_total)",
+        "sum(rate(notify_sent_total[5m)])",
+    ):
+        with pytest.raises(AssertionError):
+            check_promql(broken)
+
+
+def test_one_rule_per_alert_sensor_with_the_sensors_thresholds() -> None:
+    by_sensor = {rule["labels"]["sensor"]: rule for rule in rules()}
+    assert set(by_sensor) == {alert.name for alert in ALERTS}
+    for rule in rules():
+        assert rule["alert"].startswith("Notify") and rule["labels"]["severity"] in ("warning", "critical")
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+    assert by_sensor["queue_depth"]["for"] == f"{DEFAULTS.queue_depth_for_s / 60:g}m"
+    assert f"> {DEFAULTS.queue_depth}" in by_sensor["queue_depth"]["expr"]
+    assert f"> {DEFAULTS.oldest_queued_s:g}" in by_sensor["oldest_queued"]["expr"]
+    assert f"> {DEFAULTS.failure_rate:.2f}" in by_sensor["failure_rate"]["expr"]
+    assert f">= {DEFAULTS.failure_rate_min_volume}" in by_sensor["failure_rate"]["expr"]
+    assert f"> {DEFAULTS.worker_silence_s:g}" in by_sensor["worker_health"]["expr"]
+    assert f"> {DEFAULTS.opt_outs_per_hour}" in by_sensor["opt_out_spike"]["expr"]
+    assert f"> {DEFAULTS.throttled_per_minute}" in by_sensor["throttling"]["expr"]
+    assert f">= {DEFAULTS.no_receipts_min_sent}" in by_sensor["no_receipts"]["expr"]
+    assert f"> {DEFAULTS.no_receipts_window_s:g}" in by_sensor["no_receipts"]["expr"]
+    # Rates come from counters, never from the runbook's untyped cumulative series.
+    for rule in rules():
+        assert "notification_" not in rule["expr"], rule["alert"]
+
+
+def test_rules_and_dashboard_use_only_series_the_exposition_produces(db) -> None:
+    produced = produced_series(db)
+    in_rules = {name for rule in rules() for name in SERIES.findall(rule["expr"])}
+    in_dashboard = {name for expr in dashboard_exprs() for name in SERIES.findall(expr)}
+    assert in_rules and in_dashboard
+    assert in_rules <= produced, in_rules - produced
+    assert in_dashboard <= produced, in_dashboard - produced
