@@ -47,10 +47,10 @@ def test_retry_failed_dry_run_counts_and_filters_select(db) -> None:
     fail(db, baskets, "131000", domain="baskets")
     fail(db, core, "131026")
     selection = RetryFilter(since=timedelta(hours=1), domain="baskets")
-    assert operations.retry_failed(db, selection, dry_run=True) == 3
+    assert operations.retry_failed(db, selection, dry_run=True).count == 3
     assert db.execute("SELECT count(*) FROM notifications WHERE status = 'failed'").fetchone()[0] == 4
-    assert operations.retry_failed(db, RetryFilter(error_code="131026"), dry_run=True) == 1
-    assert operations.retry_failed(db, selection, dry_run=False) == 3
+    assert operations.retry_failed(db, RetryFilter(error_code="131026"), dry_run=True).count == 1
+    assert operations.retry_failed(db, selection, dry_run=False).count == 3
     requeued = row(db, baskets[0])
     assert (requeued["status"], requeued["retry_count"], requeued["last_error_code"]) == ("queued", 0, None)
     assert row(db, core[0])["status"] == "failed"
@@ -65,7 +65,10 @@ def test_retry_failed_never_requeues_an_opted_out_contact(db) -> None:
     (notification_id,) = enqueue_many(db, 1)
     fail(db, [notification_id])
     db.execute("SELECT mark_opted_out(%s)", (row(db, notification_id)["to_wa_id"],))
-    assert operations.retry_failed(db, RetryFilter(error_code="131000"), dry_run=False) == 0
+    result = operations.retry_failed(db, RetryFilter(error_code="131000"), dry_run=False)
+    assert (result.count, result.left) == (0, {"contact_opted_out": 1})
+    everything = RetryFilter(error_code="131000", include_permanent=True)
+    assert operations.retry_failed(db, everything, dry_run=False).count == 0
 
 
 def test_emergency_stop_and_resume_keep_every_held_row_whatever_its_age(db) -> None:

@@ -51,9 +51,10 @@ def test_daylight_saving_changes() -> None:
     assert quiet_until(utc(2026, 3, 8, 5, 0), "America/New_York", *NIGHT) == utc(2026, 3, 8, 11, 0)
     # Fall back (2026-11-01): 07:00 is EST again (UTC-5).
     assert quiet_until(utc(2026, 11, 1, 5, 30), "America/New_York", *NIGHT) == utc(2026, 11, 1, 12, 0)
-    # An end inside the spring-forward gap (02:30 does not exist that night) is read as 03:30 EDT.
+    # An end inside the spring-forward gap (02:30 does not exist that night) ends the window at the
+    # jump, 03:00 EDT, the first wall time past 02:30 (test_quiet_hours_dst.py has the other cases).
     ends = quiet_until(utc(2026, 3, 8, 6, 30), "America/New_York", time(1, 0), time(2, 30))
-    assert ends == utc(2026, 3, 8, 7, 30)
+    assert ends == utc(2026, 3, 8, 7, 0)
 
 
 def test_empty_and_missing_windows_are_never_quiet() -> None:

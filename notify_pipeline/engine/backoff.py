@@ -65,9 +65,10 @@ class RetryPolicy:
         return (rng or random).uniform(0.0, ceiling)
 
 
-def pair_limit_delay(consecutive_hits: int) -> float:
-    """Meta's advice for 131056: wait 4^X seconds (1, 4, 16, 64, ...), capped at an hour."""
-    return capped_growth(1.0, 4, consecutive_hits, 3600.0)
+def pair_limit_delay(pair_limit_hits: int) -> float:
+    """Meta's advice for 131056: wait 4^X seconds (1, 4, 16, 64, ...), capped at an hour, with X
+    the row's own 131056 answers so far (not its deferrals for quiet hours, holds or other limits)."""
+    return capped_growth(1.0, 4, pair_limit_hits, 3600.0)
 
 
 def connection_delay(deferrals: int, rng: random.Random | None = None) -> float:

@@ -34,7 +34,7 @@ UPDATE notifications n
   FROM due
  WHERE n.id = due.id
 RETURNING n.id, n.to_wa_id, n.template_name, n.language, n.domain, n.notification_type, n.payload,
-          n.priority, n.retry_count, n.deferral_count, n.quiet_hours_override, n.expires_at, n.created_at
+          n.priority, n.retry_count, n.deferral_count, n.deferrals, n.quiet_hours_override, n.expires_at, n.created_at
 """
 
 

@@ -14,6 +14,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from notify_pipeline.engine.holds import Hold, active_hold, lift_hold
+from notify_pipeline.whatsapp.errors import never_retry_codes
 
 EMERGENCY_STOP_CODE = "emergency_stop"
 # The runbook's wording, so its own resume statement still finds the rows we stopped.
@@ -39,14 +40,29 @@ def sweep_locks(conn: psycopg.Connection, older_than: timedelta) -> int:
     return released
 
 
+# What an opt-out cancelled and what expired: sending it later would go against the contact's
+# word or arrive too late. `retry-failed` leaves these rows (and the code table's never-retry codes)
+# alone unless told --include-permanent.
+CANCELLED_CODES = ("opted_out", "marketing_opted_out", "expired")
+CONTACT_OPTED_OUT = "contact_opted_out"  # left whatever the options: the contact says stop now
+
+
+def permanent_codes() -> tuple[str, ...]:
+    return CANCELLED_CODES + never_retry_codes()
+
+
 @dataclass(frozen=True)
 class RetryFilter:
-    """Which failed notifications to queue again. At least one narrowing filter is required."""
+    """Which failed notifications to queue again. At least one narrowing filter is required.
+
+    `include_permanent` also takes what an opt-out cancelled, expired rows and never-retry codes;
+    rows of a contact who is opted out now are never taken."""
 
     since: timedelta | None = None
     domain: str | None = None
     error_code: str | None = None
     template: str | None = None
+    include_permanent: bool = False
 
     def where(self) -> tuple[str, list[Any]]:
         clauses, params = ["status = 'failed'"], []
@@ -69,28 +85,73 @@ class RetryFilter:
         return " AND ".join(clauses), params
 
 
-def retry_failed(conn: psycopg.Connection, selection: RetryFilter, *, dry_run: bool) -> int:
+@dataclass(frozen=True)
+class RetryResult:
+    """How many rows were (or would be) queued again, and how many matched but were left alone,
+    by reason: `contact_opted_out`, or the row's code (opted_out, marketing_opted_out, expired,
+    131050 ...)."""
+
+    count: int
+    left: dict[str, int]
+    dry_run: bool
+
+    def describe(self) -> str:
+        text = (
+            f"would queue again: {self.count} (add --confirm to do it)"
+            if self.dry_run
+            else f"queued again: {self.count}"
+        )
+        if self.left:
+            text += "\nleft alone: " + ", ".join(f"{reason} {n}" for reason, n in sorted(self.left.items()))
+            if set(self.left) - {CONTACT_OPTED_OUT}:
+                text += " (--include-permanent takes all but contacts opted out now)"
+        return text
+
+
+def _left_reason(include_permanent: bool) -> tuple[str, list[Any]]:
+    """SQL naming why a matching row is left alone (NULL: it is queued again)."""
+    opted_out = (
+        "EXISTS (SELECT 1 FROM contact_preferences c WHERE c.wa_id = notifications.to_wa_id AND c.opted_out)"
+    )
+    if include_permanent:
+        return f"CASE WHEN {opted_out} THEN %s END", [CONTACT_OPTED_OUT]
+    return (
+        f"CASE WHEN {opted_out} THEN %s WHEN last_error_code = ANY(%s) THEN last_error_code END",
+        [CONTACT_OPTED_OUT, list(permanent_codes())],
+    )
+
+
+def retry_failed(conn: psycopg.Connection, selection: RetryFilter, *, dry_run: bool) -> RetryResult:
     """Queue matching failed rows again with fresh retries; with dry_run, only count them.
 
-    Opted-out contacts' rows stay failed: retrying them would message someone who said stop.
-    """
+    Opted-out contacts' rows stay failed: retrying them would message someone who said stop. So
+    do, unless `selection.include_permanent`, rows an opt-out cancelled (even if the contact opted
+    back in: mark_opted_in leaves them cancelled), expired rows and never-retry codes."""
     where, params = selection.where()
-    where += (
-        " AND NOT EXISTS (SELECT 1 FROM contact_preferences c "
-        "WHERE c.wa_id = notifications.to_wa_id AND c.opted_out)"
-    )
-    if dry_run:
-        return conn.execute(f"SELECT count(*) FROM notifications WHERE {where}", params).fetchone()[0]
+    reason, reason_params = _left_reason(selection.include_permanent)
     with conn.transaction():
+        counts = dict(
+            conn.execute(
+                f"SELECT {reason} AS left_reason, count(*) FROM notifications WHERE {where} GROUP BY 1",
+                [*reason_params, *params],
+            ).fetchall()
+        )
+        left = {str(k): v for k, v in counts.items() if k is not None}
+        if dry_run:
+            return RetryResult(counts.get(None, 0), left, True)
         cur = conn.execute(
             "UPDATE notifications SET status = 'queued', retry_count = 0, deferral_count = 0, "
-            "error_message = NULL, last_error_code = NULL, next_attempt_at = NULL, locked_at = NULL "
-            f"WHERE {where}",
-            params,
+            "deferrals = '{}'::jsonb, error_message = NULL, last_error_code = NULL, next_attempt_at = NULL, "
+            f"locked_at = NULL WHERE {where} AND ({reason}) IS NULL",
+            [*params, *reason_params],
         )
         requeued = cur.rowcount
-        record(conn, "NOTIFY_RETRY_FAILED", {"requeued": requeued, **_filter_details(selection)})
-    return requeued
+        record(
+            conn,
+            "NOTIFY_RETRY_FAILED",
+            {"requeued": requeued, "left_alone": left, **_filter_details(selection)},
+        )
+    return RetryResult(requeued, left, False)
 
 
 def _filter_details(selection: RetryFilter) -> dict[str, Any]:

@@ -3,9 +3,14 @@
 The error class comes from the code table (whatsapp/errors.py): transient errors use up an
 attempt and back off with full jitter up to the template's retry policy (a request that may have
 reached Meta, `timeout_ambiguous`, included); a request that never left (`connection`) and
-throttling defer without using an attempt (131056 waits 4^X s as Meta advises); a paused or
-disabled template (132015, 132016) holds the row; permanent, template and 24-hour window errors
-fail at once; auth and account errors give the row back untouched and stop the run (a Halt).
+throttling defer without using an attempt; a paused or disabled template (132015, 132016) holds
+the row; permanent, template and 24-hour window errors fail at once; auth and account errors give
+the row back untouched and stop the run (a Halt).
+
+Each wait grows with the row's deferrals of its own cause (notifications.deferrals, counted per
+reason by the database as deferrals are written back): 131056 waits 4^X s with X the row's
+pair-limit hits, whatever quiet hours or holds deferred it before. A throttling code is deferred at
+most the code table's `max_deferrals` times per row; the next one fails the row, saying so.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from notify_pipeline.engine.backoff import (
     connection_delay,
     pair_limit_delay,
 )
-from notify_pipeline.engine.policy import PolicyConfig
+from notify_pipeline.engine.policy import PolicyConfig, max_deferrals
 from notify_pipeline.engine.store import Outcome
 from notify_pipeline.whatsapp.errors import ErrorClass
 from notify_pipeline.whatsapp.results import SendResult
@@ -42,6 +47,17 @@ class Halt:
     kind: str
     code: str
     message: str
+
+
+def deferrals_of(row: Mapping[str, Any], cause: str) -> int:
+    """How many times this row was deferred for `cause` (a code such as "131056", or a reason
+    such as "quiet_hours"). A row read without its `deferrals` (an older claim) counts them all,
+    as before the per-cause count existed."""
+    counts = row.get("deferrals")
+    if counts is None:
+        return row["deferral_count"]
+    value = counts.get(cause, 0)
+    return value if isinstance(value, int) else 0
 
 
 def sent(row: Mapping[str, Any], result: SendResult) -> Outcome:
@@ -74,8 +90,30 @@ def after_send(
     rng: random.Random | None = None,
     *,
     template_hold_s: float = PolicyConfig.template_hold_s,
+    deferral_limits: Mapping[int, int] | None = None,
 ) -> Outcome | Halt:
-    """The outcome of one send, or a Halt: give the row back untouched and stop the drain."""
+    """The outcome of one send, or a Halt: give the row back untouched and stop the drain.
+
+    `deferral_limits` overrides the code table's bounds per code (default: NOTIFY_MAX_DEFERRALS,
+    else the table)."""
+    outcome = _after_send(
+        row, template, result, now, rng, template_hold_s=template_hold_s, deferral_limits=deferral_limits
+    )
+    if isinstance(outcome, Halt):
+        return outcome
+    return dataclasses.replace(outcome, latency_s=result.latency_s)  # Meta's answer time, for its histogram
+
+
+def _after_send(
+    row: Mapping[str, Any],
+    template: Mapping[str, Any] | None,
+    result: SendResult,
+    now: datetime,
+    rng: random.Random | None,
+    *,
+    template_hold_s: float,
+    deferral_limits: Mapping[int, int] | None,
+) -> Outcome | Halt:
     if result.ok:
         return sent(row, result)
     error = result.error
@@ -87,7 +125,7 @@ def after_send(
         return Halt("account", code, text)
     if error.kind == "connection":
         # The request never left, so Meta cannot have it: wait briefly, spend no attempt.
-        delay = connection_delay(row["deferral_count"], rng)
+        delay = connection_delay(deferrals_of(row, "connection"), rng)
         return deferred(row, _later(now, delay), "connection", f"API unreachable, retrying soon: {text}")
     if error.error_class is ErrorClass.TRANSIENT:
         policy = RetryPolicy.from_json(template.get("retry_policy") if template else None)
@@ -99,7 +137,15 @@ def after_send(
             "retried", row["id"], "queued", attempts, row["deferral_count"], _later(now, delay), text, code
         )
     if error.error_class is ErrorClass.THROTTLED:
-        hits = row["deferral_count"]
+        hits = deferrals_of(row, code)
+        bound = max_deferrals(error.code, deferral_limits) if error.code is not None else None
+        if bound is not None and hits >= bound and row.get("deferrals") is not None:
+            return failed(
+                row,
+                code,
+                f"Gave up after {hits} deferral(s) for {code}, the most allowed for it "
+                f"(max_deferrals {bound}): {text}",
+            )
         if error.code == 131056:
             delay = pair_limit_delay(hits)
         else:

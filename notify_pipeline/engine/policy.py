@@ -3,18 +3,22 @@
 Pure functions over the row, the contact's preferences and the template registry, so every rule
 is tested without a database or a server. Order matters: a message past its expiry fails before
 anything else is looked at, and one that can never go out (opt-out, bad payload, unusable
-template) fails before quiet hours would defer it.
+template, a free-form text outside the 24-hour customer-service window) fails before quiet hours
+would defer it.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 from notify_pipeline.engine.quiet_hours import quiet_until
 from notify_pipeline.engine.store import Contact
+from notify_pipeline.whatsapp.errors import CODES, ErrorClass
 from notify_pipeline.whatsapp.messages import send_request
 from notify_pipeline.whatsapp.templates import (
     TemplateDefinitionError,
@@ -26,6 +30,40 @@ from notify_pipeline.whatsapp.templates import (
 Action = Literal["send", "defer", "fail"]
 # Template statuses that may come back (Meta reinstates paused templates): hold rows, do not fail.
 HOLD_STATUSES = {"PAUSED", "IN_APPEAL", "FLAGGED", "LIMIT_EXCEEDED"}
+# Meta's customer-service window: free-form text only within 24 h of the contact's last message.
+SERVICE_WINDOW = timedelta(hours=24)
+WINDOW_CODE = "131047"
+# Overrides of the code table's bounds on deferrals, e.g. "131048=5,130429=200".
+MAX_DEFERRALS_ENV = "NOTIFY_MAX_DEFERRALS"
+
+
+@lru_cache(maxsize=8)
+def _parse_limits(raw: str) -> dict[int, int]:
+    limits: dict[int, int] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        code, _, bound = item.partition("=")
+        try:
+            number, value = int(code), int(bound)
+        except ValueError:
+            raise ValueError(f"{MAX_DEFERRALS_ENV}: {item!r} is not CODE=COUNT (e.g. 131048=5)") from None
+        entry = CODES.get(number)
+        if entry is None or entry.error_class is not ErrorClass.THROTTLED or value < 0:
+            raise ValueError(
+                f"{MAX_DEFERRALS_ENV}: {item!r}: give a throttling code of the code table and a count >= 0"
+            )
+        limits[number] = value
+    return limits
+
+
+def max_deferrals(code: int, overrides: Mapping[int, int] | None = None) -> int | None:
+    """How many times a row may be deferred for this throttling code (None: no bound): the
+    given overrides, else NOTIFY_MAX_DEFERRALS, else the code table (whatsapp/errors.py)."""
+    if overrides is None:
+        overrides = _parse_limits(os.environ.get(MAX_DEFERRALS_ENV, ""))
+    if code in overrides:
+        return overrides[code]
+    entry = CODES.get(code)
+    return entry.max_deferrals if entry is not None else None
 
 
 @dataclass(frozen=True)
@@ -39,6 +77,8 @@ class PolicyConfig:
     exempt_categories: frozenset[str] = frozenset({"AUTHENTICATION"})
     # How long a row of a paused template waits before it is looked at again.
     template_hold_s: float = 900.0
+    # Meta's customer-service window for free-form text (131047 outside it).
+    service_window_s: float = SERVICE_WINDOW.total_seconds()
 
 
 @dataclass(frozen=True)
@@ -172,6 +212,22 @@ def _expired(row: Mapping[str, Any], now: datetime) -> Verdict | None:
     )
 
 
+def _outside_window(contact: Contact | None, now: datetime, config: PolicyConfig) -> Verdict | None:
+    # Only a known last message decides: with none on record (a contact who wrote before receipts
+    # were kept, or through another number), the text goes and Meta judges (131047 comes back).
+    last = contact.last_inbound_at if contact is not None else None
+    if last is None or now - last <= timedelta(seconds=config.service_window_s):
+        return None
+    hours = (now - last).total_seconds() / 3600
+    return Verdict(
+        "fail",
+        WINDOW_CODE,
+        f"Not sent: the contact last wrote {hours:.0f} h ago, and free-form text is only allowed "
+        f"within {config.service_window_s / 3600:g} h of the contact's last message ({WINDOW_CODE}); "
+        "send an approved template instead",
+    )
+
+
 def decide(
     row: Mapping[str, Any],
     contact: Contact | None,
@@ -190,6 +246,10 @@ def decide(
     if contact is not None and contact.opted_out:
         return Verdict("fail", "opted_out", "Contact opted out: not sent")
     template = None
+    if request["type"] == "text":
+        closed = _outside_window(contact, now, config)
+        if closed is not None:
+            return closed
     if request["type"] == "template":
         held = _check_template(row, templates, now, config)
         if held is not None:

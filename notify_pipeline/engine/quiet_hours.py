@@ -3,14 +3,20 @@
 A window is [start, end) in local wall-clock time; when start > end it crosses midnight
 (22:00-07:00). A deferred message becomes due at the window's end, in that zone, so a Kigali
 contact with 22:00-07:00 hears at 07:00 Kigali time and a New York contact at 07:00 New York time,
-whatever the server's clock. Daylight-saving changes are handled by zoneinfo: an end that falls in
-a spring-forward gap, and so does not exist that day, is read with the offset before the change
-(an end of 02:30 in a 02:00-03:00 gap becomes 03:30), as PEP 495 resolves such times.
+whatever the server's clock.
+
+On daylight-saving nights the end is the first instant after now at which the wall clock reads
+the end time, or jumps over it:
+- a repeated (fall-back) hour shows the end twice: the first one still ahead is taken, so a row
+  evaluated between the two (01:10 EST with an end of 01:30 in New York) waits for 01:30 EST, once;
+- a skipped (spring-forward) hour may not show the end at all: the window then ends at the jump
+  (an end of 02:30 in a 02:00-03:00 gap ends at 03:00, the first wall time past it).
+The instant returned is never inside the window, so a row deferred to it is not deferred again.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -28,23 +34,61 @@ def in_window(local: time, start: time, end: time) -> bool:
     return local >= start or local < end
 
 
+def _wall(instant: datetime, tz: ZoneInfo) -> time:
+    return instant.astimezone(tz).time().replace(tzinfo=None)
+
+
+def _jump(before: datetime, after: datetime, tz: ZoneInfo) -> datetime:
+    """The instant of the clock change between `before` (old offset) and `after` (new offset), to
+    the second (changes fall on whole minutes)."""
+    target = after.astimezone(tz).utcoffset()
+    lo, hi = int(before.timestamp()), int(after.timestamp())
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, UTC).astimezone(tz).utcoffset() == target:
+            hi = mid
+        else:
+            lo = mid
+    return datetime.fromtimestamp(hi, UTC)
+
+
+def _end_instants(day: date, end: time, tz: ZoneInfo) -> list[datetime]:
+    """When the wall clock reaches `end` on `day`: once, twice (a repeated hour) or, when the
+    clock skips it, at the jump."""
+    first = datetime.combine(day, end, tzinfo=tz).astimezone(UTC)  # fold=0: the earlier offset
+    second = datetime.combine(day, end, tzinfo=tz).replace(fold=1).astimezone(UTC)
+    if _wall(first, tz) != end:  # skipped: fold=1 reads it with the later offset, before the jump
+        return [_jump(min(first, second), max(first, second), tz)]
+    return sorted({first, second})
+
+
+def _next_end(now: datetime, tz: ZoneInfo, start: time, end: time) -> datetime:
+    local = now.astimezone(tz)
+    wall = local.time().replace(tzinfo=None)
+    day = local.date()
+    if start > end and wall >= start:
+        day += timedelta(days=1)
+    for offset in range(3):  # the day after, for a clock change at midnight
+        ahead = [t for t in _end_instants(day + timedelta(days=offset), end, tz) if t > now]
+        if ahead:
+            return ahead[0]
+    raise AssertionError(f"no end of the quiet window after {now.isoformat()} in {tz.key}")
+
+
 def quiet_until(now: datetime, tz: str, start: time | None, end: time | None) -> datetime | None:
     """When the quiet window that `now` falls in ends (UTC), or None when `now` is not quiet."""
     if start is None or end is None:
         return None
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    local = now.astimezone(zone(tz))
-    wall = local.time().replace(tzinfo=None)
-    if not in_window(wall, start, end):
+    zone_info = zone(tz)
+    if not in_window(_wall(now, zone_info), start, end):
         return None
-    end_date = local.date()
-    if start > end and wall >= start:
-        end_date += timedelta(days=1)
-    # Build the wall-clock end in the zone, then normalise through UTC (fold=0 for DST gaps and overlaps).
-    ends_at = datetime.combine(end_date, end, tzinfo=zone(tz)).astimezone(UTC)
-    if ends_at <= now:
-        # Inside a repeated (fall-back) hour the end's first occurrence may already be past:
-        # look again in a second, when the wall clock has moved on.
-        return now.astimezone(UTC) + timedelta(seconds=1)
-    return ends_at
+    at = now.astimezone(UTC)
+    # A window a clock change lands inside again (a near-24-hour window whose end is skipped)
+    # goes on to its next end: the instant returned is outside the window.
+    for _ in range(3):
+        at = _next_end(at, zone_info, start, end)
+        if not in_window(_wall(at, zone_info), start, end):
+            return at
+    return at

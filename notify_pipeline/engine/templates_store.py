@@ -1,7 +1,9 @@
 """Writing template definitions (Meta's message_templates shape) into whatsapp_templates.
 
 Used by seed-demo now and by template sync from the Graph API: one mapping from Meta's fields to
-our columns.
+our columns. A template a sync switched off because Meta no longer listed it (inactive_reason
+'not_at_meta') is switched on again when Meta lists it APPROVED; one an operator switched off
+(no reason recorded) stays off.
 """
 
 from __future__ import annotations
@@ -22,8 +24,15 @@ VALUES (%(key)s, %(name)s, %(language)s, %(category)s, %(domain)s, %(status)s, %
 ON CONFLICT (template_name, language) DO UPDATE
    SET category = EXCLUDED.category, approval_status = EXCLUDED.approval_status,
        parameter_format = EXCLUDED.parameter_format, variables = EXCLUDED.variables,
-       components = EXCLUDED.components, meta_template_id = EXCLUDED.meta_template_id, synced_at = now()
+       components = EXCLUDED.components, meta_template_id = EXCLUDED.meta_template_id, synced_at = now(),
+       is_active = whatsapp_templates.is_active OR (EXCLUDED.approval_status = 'APPROVED'
+                                                    AND whatsapp_templates.inactive_reason IS NOT DISTINCT FROM 'not_at_meta'),
+       inactive_reason = CASE WHEN EXCLUDED.approval_status = 'APPROVED' THEN NULL
+                              ELSE whatsapp_templates.inactive_reason END
 """
+
+# Why a template sync switched a template off; the only switch-off that is undone by itself.
+NOT_AT_META = "not_at_meta"
 
 
 def body_variables(definition: Mapping[str, Any]) -> list[str]:

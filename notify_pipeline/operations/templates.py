@@ -6,6 +6,10 @@ mapping for seed and sync). Templates we hold that Meta no longer lists are kept
 settled by what the template became: held statuses (PAUSED ...) stay queued, the engine holds them
 at send time; terminal ones (REJECTED, DISABLED, deleted ...) fail at once with a reason naming the
 template, so nobody waits on a message that can never go out. Rows a worker holds are left to it.
+A template a sync switched off comes back on when Meta lists it APPROVED again.
+
+Meta's template webhooks (status, quality, category; receipts/apply.py) follow the same rules
+through `settle_reason` and the SQL here, the moment `notify-pipeline serve` receives them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import psycopg
 
 from notify_pipeline.engine.operations import record
 from notify_pipeline.engine.policy import HOLD_STATUSES
-from notify_pipeline.engine.templates_store import body_variables, upsert_templates
+from notify_pipeline.engine.templates_store import NOT_AT_META, body_variables, upsert_templates
 from notify_pipeline.whatsapp.client import ClientSettings, CloudApiClient, TemplateListError
 from notify_pipeline.whatsapp.templates import TemplateDefinitionError
 
@@ -28,6 +32,29 @@ from notify_pipeline.whatsapp.templates import TemplateDefinitionError
 TERMINAL_STATUSES = frozenset({"REJECTED", "DISABLED", "DELETED", "PENDING_DELETION", "ARCHIVED", "LOCKED"})
 FAIL_BATCH = 5000
 Key = tuple[str, str]  # (template_name, language)
+
+# A template's waiting, unclaimed rows fail (rows being claimed are skipped): code, message, name,
+# language, batch size.
+FAIL_WAITING = (
+    "UPDATE notifications SET status = 'failed', last_error_code = %s, error_message = %s, "
+    "next_attempt_at = NULL WHERE id IN (SELECT id FROM notifications WHERE status = 'queued' "
+    "AND locked_at IS NULL AND template_name = %s AND coalesce(language, 'en') = %s "
+    "LIMIT %s FOR UPDATE SKIP LOCKED)"
+)
+# Rows held for a paused template go at once when it is APPROVED again (not a hold later): name, language.
+RELEASE_HELD = (
+    "UPDATE notifications SET next_attempt_at = now() WHERE status = 'queued' AND locked_at IS NULL "
+    "AND template_name = %s AND coalesce(language, 'en') = %s AND last_error_code = 'template_paused' "
+    "AND next_attempt_at > now()"
+)
+
+
+def settle_reason(key: Key, status: str) -> tuple[str, str] | None:
+    """What a template's new Meta status does to its waiting rows: (code, why) when they fail now;
+    None when they stay (APPROVED, or a held status the engine holds at send time)."""
+    if status in TERMINAL_STATUSES:
+        return "template_not_approved", f"Template {_label(key)} is {status} at Meta"
+    return None
 
 
 class TemplateError(RuntimeError):
@@ -75,6 +102,7 @@ class SyncReport:
     changed: dict[str, str] = field(default_factory=dict)  # "name (lang)" -> "OLD->NEW" or fields
     unchanged: int = 0
     not_at_meta: list[str] = field(default_factory=list)  # kept, switched off (is_active = false)
+    reactivated: list[str] = field(default_factory=list)  # switched off by a sync, APPROVED again
     held: dict[str, int] = field(default_factory=dict)  # waiting rows of held templates
     failed: dict[str, int] = field(default_factory=dict)  # waiting rows failed (or to fail)
     dry_run: bool = True
@@ -90,6 +118,7 @@ class SyncReport:
             + "".join(f"\n  {k}: {v}" for k, v in sorted(self.changed.items())),
             f"unchanged: {self.unchanged}",
             f"no longer at Meta ({verb}switch off, kept): {len(self.not_at_meta)} {sorted(self.not_at_meta)}",
+            f"back at Meta APPROVED ({verb}switch on): {len(self.reactivated)} {sorted(self.reactivated)}",
         ]
         out += [
             f"held (stay queued until Meta releases the template): {k}: {v}"
@@ -105,9 +134,19 @@ def _label(key: Key) -> str:
 
 def _local(conn: psycopg.Connection) -> dict[Key, dict[str, Any]]:
     cur = conn.execute(
-        "SELECT template_name, language, approval_status, category, variables, is_active FROM whatsapp_templates"
+        "SELECT template_name, language, approval_status, category, variables, is_active, inactive_reason "
+        "FROM whatsapp_templates"
     )
-    return {(r[0], r[1]): {"status": r[2], "category": r[3], "variables": r[4], "active": r[5]} for r in cur}
+    return {
+        (r[0], r[1]): {
+            "status": r[2],
+            "category": r[3],
+            "variables": r[4],
+            "active": r[5],
+            "inactive_reason": r[6],
+        }
+        for r in cur
+    }
 
 
 def _variables(key: Key, definition: Mapping[str, Any]) -> list[str]:
@@ -144,14 +183,17 @@ def sync_templates(
                 diffs.append(f"category {old['category']}->{definition['category']}")
             if list(old["variables"]) != _variables(key, definition):
                 diffs.append("variables")
+            if not old["active"] and status == "APPROVED" and old["inactive_reason"] == NOT_AT_META:
+                report.reactivated.append(_label(key))
+                diffs.append("switched on")
             if diffs:
                 report.changed[_label(key)] = ", ".join(diffs)
             else:
                 report.unchanged += 1
         if status in HOLD_STATUSES:
             report.held[_label(key)] = _waiting(conn, key)
-        elif status in TERMINAL_STATUSES:
-            reasons[key] = ("template_not_approved", f"Template {_label(key)} is {status} at Meta")
+        elif (reason := settle_reason(key, status)) is not None:
+            reasons[key] = reason
     for key in sorted(set(local) - set(by_key)):
         report.not_at_meta.append(_label(key))
         reasons[key] = ("template_missing", f"Template {_label(key)} is no longer at Meta (deleted)")
@@ -165,10 +207,14 @@ def sync_templates(
         except (psycopg.errors.CheckViolation, TemplateDefinitionError) as exc:
             raise TemplateError(f"Meta's template list does not fit whatsapp_templates: {exc}") from exc
         for name, language in (k for k in local if k not in by_key):
+            # Only a switch-off of ours is undone by itself later; an operator's stays.
             conn.execute(
-                "UPDATE whatsapp_templates SET is_active = false WHERE template_name = %s AND language = %s",
-                (name, language),
+                "UPDATE whatsapp_templates SET is_active = false, inactive_reason = CASE WHEN is_active "
+                "THEN %s ELSE inactive_reason END WHERE template_name = %s AND language = %s",
+                (NOT_AT_META, name, language),
             )
+        for name, language in (k for k in by_key if by_key[k].get("status") == "APPROVED"):
+            conn.execute(RELEASE_HELD, (name, language))
     for key, (code, why) in reasons.items():
         if count := _fail_waiting(conn, key, code, f"{why}: cancelled by template sync, not sent"):
             report.failed[_label(key)] = count
@@ -180,6 +226,7 @@ def sync_templates(
             "changed": report.changed,
             "unchanged": report.unchanged,
             "switched_off": report.not_at_meta,
+            "switched_on": report.reactivated,
             "held_rows": sum(report.held.values()),
             "failed_rows": report.failed,
             "actor": actor,
@@ -193,13 +240,7 @@ def _fail_waiting(conn: psycopg.Connection, key: Key, code: str, message: str) -
     total = 0
     while True:
         with conn.transaction():
-            cur = conn.execute(
-                "UPDATE notifications SET status = 'failed', last_error_code = %s, error_message = %s, "
-                "next_attempt_at = NULL WHERE id IN (SELECT id FROM notifications WHERE status = 'queued' "
-                "AND locked_at IS NULL AND template_name = %s AND coalesce(language, 'en') = %s "
-                "LIMIT %s FOR UPDATE SKIP LOCKED)",
-                (code, message, key[0], key[1], FAIL_BATCH),
-            )
+            cur = conn.execute(FAIL_WAITING, (code, message, key[0], key[1], FAIL_BATCH))
         total += cur.rowcount
         if cur.rowcount < FAIL_BATCH:
             return total

@@ -1,8 +1,12 @@
 """Store webhook updates and apply them, in one transaction (the caller's).
 
-Statuses are applied set-wise by the database (notify_apply_statuses, migration 0006); inbound
-messages and marketing preferences change the contact. Each update is stored once: a replay, or
-the same update re-batched into another body, finds its key taken and changes nothing.
+Statuses are applied set-wise by the database (notify_apply_statuses, migration 0006; a late
+131049 of a MARKETING template is queued again once, 24 hours on, by a trigger of 0009); inbound
+messages and marketing preferences change the contact; template status, quality and category
+events change whatsapp_templates at once, with template sync's rules (operations/templates.py):
+a held status holds the template's rows, a terminal one fails its waiting rows, APPROVED switches
+back on a template a sync switched off and sends its held rows now. Each update is stored once: a
+replay, or the same update re-batched into another body, finds its key taken and changes nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg.types.json import Jsonb
 
+from notify_pipeline.engine.templates_store import NOT_AT_META
 from notify_pipeline.operations.diagnostics_base import mask_number
+from notify_pipeline.operations.templates import FAIL_WAITING, RELEASE_HELD, settle_reason
 from notify_pipeline.receipts.keywords import classify
 from notify_pipeline.receipts.parse import Update
 
@@ -44,6 +50,7 @@ class Ingested:
     opted_out: int = 0
     opted_in: int = 0
     preferences: int = 0
+    templates: int = 0  # template events applied to whatsapp_templates
     kinds: dict[str, int] = field(default_factory=dict)
 
 
@@ -91,6 +98,8 @@ async def ingest_async(conn: psycopg.AsyncConnection, updates: Sequence[Update])
             await _inbound(conn, row_id, update, result)
         elif kind == "user_preference":
             await _preference(conn, row_id, update, result)
+        elif kind in TEMPLATE_KINDS:
+            await _template_event(conn, row_id, update, result)
         elif kind in ("error", "other"):
             await _done(conn, row_id, "recorded")
     return result
@@ -157,3 +166,121 @@ async def _preference(conn: psycopg.AsyncConnection, row_id: int, update: Update
         )
     result.preferences += 1
     await _done(conn, row_id, f"marketing {update.status}" if cur.rowcount else "older than the contact's")
+
+
+# -- template events ------------------------------------------------------------------------------
+
+TEMPLATE_KINDS = ("template_status", "template_quality", "template_category")
+# Statuses whatsapp_templates accepts (its CHECK); REINSTATED means sendable again: APPROVED.
+TEMPLATE_STATUSES = frozenset(
+    {
+        "APPROVED", "PENDING", "REJECTED", "PAUSED", "DISABLED", "IN_APPEAL", "FLAGGED", "PENDING_DELETION",
+        "DELETED", "ARCHIVED", "UNARCHIVED", "LIMIT_EXCEEDED", "LOCKED",
+    }
+)  # fmt: skip
+CATEGORIES = frozenset({"MARKETING", "UTILITY", "AUTHENTICATION"})
+QUALITY_SCORES = frozenset({"GREEN", "YELLOW", "RED", "UNKNOWN"})
+
+FIND_TEMPLATE = """
+SELECT template_name, language, approval_status, category, quality_score, is_active, inactive_reason
+  FROM whatsapp_templates
+ WHERE (meta_template_id = %(id)s) OR (template_name = %(name)s AND language = ANY(%(languages)s))
+ ORDER BY (meta_template_id = %(id)s) DESC NULLS LAST
+ LIMIT 1
+"""
+
+
+async def _find_template(conn: psycopg.AsyncConnection, value: dict) -> tuple | None:
+    name, language = value.get("message_template_name"), value.get("message_template_language")
+    meta_id = value.get("message_template_id")
+    if not isinstance(name, str):
+        return None
+    # Meta writes en_US in template lists and sometimes en-US in webhooks.
+    languages = list({str(language), str(language).replace("-", "_")}) if language else ["en"]
+    cur = await conn.execute(
+        FIND_TEMPLATE,
+        {"id": str(meta_id) if meta_id is not None else None, "name": name, "languages": languages},
+    )
+    return await cur.fetchone()
+
+
+async def _template_event(
+    conn: psycopg.AsyncConnection, row_id: int, update: Update, result: Ingested
+) -> None:
+    value = update.payload
+    found = await _find_template(conn, value)
+    if found is None:
+        await _done(conn, row_id, "ignored: no such template in whatsapp_templates (run template sync)")
+        return
+    name, language, status, category, quality, active, inactive_reason = found
+    key = (name, language)
+    changes: dict[str, object] = {}
+    failed = released = 0
+    if update.kind == "template_status":
+        new = "APPROVED" if update.status == "REINSTATED" else update.status
+        if new not in TEMPLATE_STATUSES:
+            await _done(conn, row_id, f"ignored: template status {update.status!r} is not one we know")
+            return
+        reactivate = new == "APPROVED" and not active and inactive_reason == NOT_AT_META
+        new_category = value.get("message_template_category")
+        await conn.execute(
+            "UPDATE whatsapp_templates SET approval_status = %s, category = %s, is_active = is_active OR %s, "
+            "inactive_reason = CASE WHEN %s = 'APPROVED' THEN NULL ELSE inactive_reason END "
+            "WHERE template_name = %s AND language = %s",
+            (new, new_category if new_category in CATEGORIES else category, reactivate, new, name, language),
+        )
+        changes["status"] = f"{status}->{new}"
+        if reactivate:
+            changes["switched_on"] = True
+        reason = settle_reason(key, new)
+        if reason is not None:
+            code, why = reason
+            cur = await conn.execute(
+                FAIL_WAITING, (code, f"{why}: cancelled on Meta's webhook, not sent", name, language, 10**9)
+            )
+            failed = cur.rowcount
+        elif new == "APPROVED":
+            released = (await conn.execute(RELEASE_HELD, (name, language))).rowcount
+    elif update.kind == "template_quality":
+        score = value.get("new_quality_score")
+        if score not in QUALITY_SCORES:
+            await _done(conn, row_id, f"ignored: quality score {score!r} is not one we know")
+            return
+        await conn.execute(
+            "UPDATE whatsapp_templates SET quality_score = %s WHERE template_name = %s AND language = %s",
+            (score, name, language),
+        )
+        changes["quality"] = f"{quality or 'UNKNOWN'}->{score}"
+    else:
+        new_category = value.get("new_category")
+        if new_category not in CATEGORIES:
+            await _done(conn, row_id, f"ignored: category {new_category!r} is not one we know")
+            return
+        await conn.execute(
+            "UPDATE whatsapp_templates SET category = %s WHERE template_name = %s AND language = %s",
+            (new_category, name, language),
+        )
+        changes["category"] = f"{category}->{new_category}"
+    await conn.execute(
+        "INSERT INTO observability_events (event_type, details) VALUES ('TEMPLATE_UPDATED_BY_META', %s)",
+        (
+            Jsonb(
+                {
+                    "template": name,
+                    "language": language,
+                    **changes,
+                    "failed_rows": failed,
+                    "released_rows": released,
+                    "webhook_event": row_id,
+                }
+            ),
+        ),
+    )
+    result.templates += 1
+    summary = ", ".join(f"{k} {v}" for k, v in changes.items() if v is not True)
+    extra = (
+        f"; {failed} waiting row(s) failed"
+        if failed
+        else (f"; {released} held row(s) due now" if released else "")
+    )
+    await _done(conn, row_id, f"applied: {summary}{extra}")

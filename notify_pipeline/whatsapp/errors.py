@@ -38,6 +38,13 @@ class MetaError:
     http_status: int = 400
     # Shortest sensible wait before a retry, when Meta's guidance gives one (None: backoff decides).
     min_retry_delay_s: float | None = None
+    # Throttling codes: how many times one row may be deferred for this code before it fails
+    # (counted per code, in notifications.deferrals). The default of the bound; the environment
+    # may override it (NOTIFY_MAX_DEFERRALS, see engine/policy.py).
+    max_deferrals: int | None = None
+    # Meta says never send this again as it is (a user's choice or block): `retry-failed` leaves
+    # such rows alone unless told --include-permanent.
+    never_retry: bool = False
 
 
 T, R, P, A, W, TP, AC = (
@@ -62,14 +69,14 @@ _TABLE: tuple[MetaError, ...] = (
         200, "Missing access token or API permission", A, "Check the token and the app's permissions.", 403
     ),
     # Throttling
-    MetaError(4, "App reached its Graph API call rate limit", R, "Slow down; retry later.", 400, 60),
+    MetaError(4, "App reached its Graph API call rate limit", R, "Slow down; retry later.", 400, 60, 30),
     MetaError(
-        80007, "WhatsApp Business Account reached its rate limit", R, "Slow down; retry later.", 400, 60
+        80007, "WhatsApp Business Account reached its rate limit", R, "Slow down; retry later.", 400, 60, 30
     ),
     MetaError(
-        80008, "Too many calls to this WhatsApp Business Account", R, "Slow down; retry later.", 400, 60
+        80008, "Too many calls to this WhatsApp Business Account", R, "Slow down; retry later.", 400, 60, 30
     ),
-    MetaError(613, "Calls to this API exceeded the rate limit", R, "Slow down; retry later.", 400, 60),
+    MetaError(613, "Calls to this API exceeded the rate limit", R, "Slow down; retry later.", 400, 60, 30),
     MetaError(
         130429,
         "Cloud API throughput reached for this phone number",
@@ -77,6 +84,7 @@ _TABLE: tuple[MetaError, ...] = (
         "Lower the send rate of this sender number (default 80 msg/s).",
         400,
         1,
+        100,
     ),
     MetaError(
         131048,
@@ -85,6 +93,7 @@ _TABLE: tuple[MetaError, ...] = (
         "Pause the campaign and review message quality.",
         400,
         3600,
+        3,
     ),
     MetaError(
         131056,
@@ -93,6 +102,7 @@ _TABLE: tuple[MetaError, ...] = (
         "Wait before messaging this recipient again (about 1 per 6 s); others are unaffected.",
         400,
         1,
+        12,
     ),
     MetaError(
         131064,
@@ -101,9 +111,10 @@ _TABLE: tuple[MetaError, ...] = (
         "Wait for the enforcement period to end.",
         400,
         3600,
+        3,
     ),
     MetaError(
-        133016, "Too many registration or deregistration attempts", R, "Wait before retrying.", 400, 3600
+        133016, "Too many registration or deregistration attempts", R, "Wait before retrying.", 400, 3600, 3
     ),
     # Integrity. 368 and 131031 block the whole account (account class); 130497 only blocks
     # recipients in some countries, so it fails those messages and the rest keep going.
@@ -145,9 +156,19 @@ _TABLE: tuple[MetaError, ...] = (
     MetaError(
         100, "Invalid parameter", P, "Fix the request: a field is unsupported, misspelled or too long."
     ),
-    MetaError(130403, "The business has blocked this user", P, "Do not retry; unblock the user first."),
     MetaError(
-        130472, "User's number is part of an experiment", P, "Not sent by Meta's choice; do not retry."
+        130403,
+        "The business has blocked this user",
+        P,
+        "Do not retry; unblock the user first.",
+        never_retry=True,
+    ),
+    MetaError(
+        130472,
+        "User's number is part of an experiment",
+        P,
+        "Not sent by Meta's choice; do not retry.",
+        never_retry=True,
     ),
     MetaError(131005, "Access denied", A, "Check the app's permissions.", 403),
     MetaError(131008, "Required parameter is missing", P, "Fix the request: add the missing field."),
@@ -189,12 +210,14 @@ _TABLE: tuple[MetaError, ...] = (
         "Wait at least 24 hours before sending this user marketing again.",
         400,
         86400,
+        1,
     ),
     MetaError(
         131050,
         "User stopped marketing messages from this business",
         P,
         "Never retry; treat as an opt-out from marketing.",
+        never_retry=True,
     ),
     MetaError(131051, "Unsupported message type", P, "Use a supported message type."),
     MetaError(131052, "Could not download media sent by the user", P, "Ask the user to resend the media."),
@@ -280,6 +303,11 @@ def describe(code: int | str | None) -> str:
 def throttling_codes() -> tuple[str, ...]:
     """Meta's rate-limit codes as stored in last_error_code (the throttling alert and metrics)."""
     return tuple(str(code) for code, entry in CODES.items() if entry.error_class is ErrorClass.THROTTLED)
+
+
+def never_retry_codes() -> tuple[str, ...]:
+    """Codes, as stored in last_error_code, that `retry-failed` leaves alone by default."""
+    return tuple(str(code) for code, entry in CODES.items() if entry.never_retry)
 
 
 def markdown_table() -> str:

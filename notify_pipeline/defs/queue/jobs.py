@@ -165,6 +165,11 @@ class RetryFailedConfig(dg.Config):
     domain: str | None = None
     error_code: str | None = Field(default=None, description="last_error_code, e.g. 131000 or timeout.")
     template: str | None = Field(default=None, description="Meta template name.")
+    include_permanent: bool = Field(
+        default=False,
+        description="Also rows an opt-out cancelled, expired rows and never-retry codes (131050, 130403, ...); "
+        "contacts opted out now are never retried.",
+    )
     dry_run: bool = Field(default=True, description="Count only. Set false to queue the rows again.")
 
 
@@ -172,19 +177,26 @@ class RetryFailedConfig(dg.Config):
 def retry_failed_notifications(
     context: dg.OpExecutionContext, config: RetryFailedConfig, queue_db: QueueDatabase
 ) -> int:
-    """Queue failed notifications again (fresh retries); a dry run counts them first."""
+    """Queue failed notifications again (fresh retries); a dry run counts them first. What an
+    opt-out cancelled, expired rows and never-retry codes are left alone (and counted) unless
+    include_permanent."""
     selection = operations.RetryFilter(
         since=timedelta(hours=config.since_hours) if config.since_hours is not None else None,
         domain=config.domain,
         error_code=config.error_code,
         template=config.template,
+        include_permanent=config.include_permanent,
     )
     with queue_db.connection(actor=f"retry_failed_job:{context.run_id[:8]}") as conn:
-        count = operations.retry_failed(conn, selection, dry_run=config.dry_run)
+        result = operations.retry_failed(conn, selection, dry_run=config.dry_run)
     context.add_output_metadata(
-        {"matched" if config.dry_run else "requeued": count, "dry_run": config.dry_run}
+        {
+            "matched" if config.dry_run else "requeued": result.count,
+            "left_alone": dg.MetadataValue.json(result.left),
+            "dry_run": config.dry_run,
+        }
     )
-    return count
+    return result.count
 
 
 @dg.job(
