@@ -3,13 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Every package pinned (pip freeze of a working venv): the same set on every machine and in CI.
+CONSTRAINTS := constraints.txt
 
-.PHONY: dev test lint install clean
+.PHONY: dev test lint install clean audit constraints
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --upgrade -c $(CONSTRAINTS) pip setuptools
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -27,6 +29,20 @@ test: lint
 	@$(BIN)/pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure here" >&2; fi; \
 	exit $$status
+
+## Known vulnerabilities of the installed packages (pip-audit; needs the network to PyPI's advisories)
+audit: $(STAMP)
+	@test -x $(BIN)/pip-audit || $(BIN)/pip install --quiet -c $(CONSTRAINTS) pip-audit
+	$(BIN)/pip-audit --skip-editable --progress-spinner off
+
+## After changing pyproject.toml's dependencies: install them unconstrained, then pin the result
+constraints:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools
+	$(BIN)/pip install --quiet -e '.[dev]'
+	{ sed -n '1,3p' $(CONSTRAINTS); $(BIN)/pip freeze --all --exclude-editable | grep -v '^#'; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	@touch $(STAMP)
 
 clean:
 	-$(BIN)/notify-pipeline db stop

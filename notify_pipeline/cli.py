@@ -8,16 +8,10 @@ from pathlib import Path
 
 import click
 
+from notify_pipeline.cli_types import PORT, Number, OperatorError
 from notify_pipeline.db import urls
 
-
-class OperatorError(click.ClickException):
-    """An error the operator can fix: printed as one line, exit code 2."""
-
-    exit_code = 2
-
-    def show(self, file=None) -> None:
-        click.echo(f"notify-pipeline: {self.format_message()}", err=True)
+__all__ = ["OperatorError", "main"]
 
 
 def _queue_url() -> str:
@@ -32,7 +26,31 @@ def _queue_url() -> str:
         raise OperatorError(f"cannot reach the queue database: {str(exc).strip().splitlines()[0]}") from exc
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The top command: the environment is checked first (one line per bad value), and what an
+    operator can fix (a database that is down, a bad setting) ends as one line, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        import psycopg
+
+        from notify_pipeline import settings
+
+        try:
+            words = {*getattr(ctx, "_protected_args", ()), *ctx.args}
+            if not ctx.resilient_parsing and not {"-h", "--help"} & words:
+                settings.check_environment()
+            return super().invoke(ctx)
+        except settings.SettingsError as exc:
+            raise OperatorError(str(exc)) from None
+        except psycopg.OperationalError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise OperatorError(
+                f"cannot reach the queue database: {first} (check NOTIFY_DATABASE_URL, or "
+                "`notify-pipeline db url` for the embedded one)"
+            ) from None
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="notify-pipeline")
 def main() -> None:
     """WhatsApp notifications on PostgreSQL, run by Dagster.
@@ -66,9 +84,12 @@ def db_upgrade() -> None:
 
 
 @db.command("url")
-def db_url() -> None:
-    """Print the queue database URL in use (starting the embedded server if that is the one)."""
-    click.echo(_queue_url())
+@click.option("--show-password", is_flag=True, help="Print the password too (for psql or a script).")
+def db_url(show_password: bool) -> None:
+    """Print the queue database URL in use (starting the embedded server if that is the one); the
+    password is masked unless --show-password."""
+    url = _queue_url()
+    click.echo(url if show_password else urls.mask(url))
 
 
 @db.command("stop")
@@ -82,19 +103,19 @@ def db_stop() -> None:
 
 @main.command("dev")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the Dagster UI listens on.")
-@click.option("--port", default=3000, show_default=True, type=int, help="Port of the Dagster UI.")
+@click.option("--port", default=3000, show_default=True, type=PORT, help="Port of the Dagster UI.")
 @click.option(
     "--emulator-port",
     default=8089,
     show_default=True,
-    type=int,
+    type=PORT,
     help="Port of the Cloud API emulator (started unless WHATSAPP_API_BASE_URL is set).",
 )
 @click.option(
     "--serve-port",
     default=8090,
     show_default=True,
-    type=int,
+    type=PORT,
     help="Port of `notify-pipeline serve` (Meta's webhooks; the emulator posts its receipts there).",
 )
 @click.option("--no-seed", is_flag=True, help="Do not seed the demo into an empty database.")
@@ -124,7 +145,7 @@ def dev(host: str, port: int, emulator_port: int, serve_port: int, no_seed: bool
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Address to listen on (keep it loopback)."
 )
-@click.option("--port", default=8089, show_default=True, type=int, help="Port to listen on.")
+@click.option("--port", default=8089, show_default=True, type=PORT, help="Port to listen on.")
 @click.option(
     "--token",
     envvar="WHATSAPP_ACCESS_TOKEN",
@@ -138,8 +159,20 @@ def dev(host: str, port: int, emulator_port: int, serve_port: int, no_seed: bool
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Template catalog (JSON, Meta's message_templates shape). Default: the demo catalog.",
 )
-@click.option("--latency-ms", default=0.0, show_default=True, type=float, help="Added to every send answer.")
-@click.option("--throughput-per-s", default=80.0, show_default=True, type=float, help="Per phone number id.")
+@click.option(
+    "--latency-ms",
+    default=0.0,
+    show_default=True,
+    type=Number(float, 0, 60_000),
+    help="Added to every send answer.",
+)
+@click.option(
+    "--throughput-per-s",
+    default=80.0,
+    show_default=True,
+    type=Number(float, 0, 100_000, lo_open=True),
+    help="Per phone number id.",
+)
 @click.option("--no-limits", is_flag=True, help="Switch the throughput and pair limits off (benchmarks).")
 @click.option("--webhook-url", help="Post signed status webhooks (sent, delivered, read, failed) here.")
 @click.option(

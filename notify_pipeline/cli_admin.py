@@ -13,6 +13,7 @@ import click
 
 from notify_pipeline import settings
 from notify_pipeline.cli_queue import queue_connection
+from notify_pipeline.cli_types import Number, Reason
 from notify_pipeline.operations import contacts, retention, templates
 
 
@@ -76,7 +77,7 @@ def contact_set(wa_id: str, quiet_hours: str | None, timezone: str | None) -> No
 
 @contact_group.command("opt-out")
 @click.argument("wa_id")
-@click.option("--reason", required=True, help="Why, e.g. user_request.")
+@click.option("--reason", required=True, type=Reason(), help="Why, e.g. user_request.")
 def contact_opt_out(wa_id: str, reason: str) -> None:
     """Opt a contact out and cancel their waiting notifications."""
     with queue_connection("contact opt-out") as conn:
@@ -89,7 +90,7 @@ def contact_opt_out(wa_id: str, reason: str) -> None:
 
 @contact_group.command("opt-in")
 @click.argument("wa_id")
-@click.option("--reason", required=True, help="Why, e.g. user_request.")
+@click.option("--reason", required=True, type=Reason(), help="Why, e.g. user_request.")
 def contact_opt_in(wa_id: str, reason: str) -> None:
     """Opt a contact back in (what the opt-out cancelled stays cancelled)."""
     with queue_connection("contact opt-in") as conn:
@@ -105,7 +106,13 @@ def contact_opt_in(wa_id: str, reason: str) -> None:
 @click.option(
     "--timezone", default=contacts.DEFAULT_TIMEZONE, show_default=True, help="IANA zone for the new rows."
 )
-@click.option("--batch-size", type=int, default=1000, show_default=True, help="Contacts per transaction.")
+@click.option(
+    "--batch-size",
+    type=Number(int, 1, 50_000),
+    default=1000,
+    show_default=True,
+    help="Contacts per transaction.",
+)
 @click.option("--confirm", is_flag=True, help="Write them; without it, only count.")
 def contact_bulk_defaults(quiet_hours: str, timezone: str, batch_size: int, confirm: bool) -> None:
     """Default preferences for every recipient in notifications that has none (a count unless --confirm)."""
@@ -162,9 +169,15 @@ def template_sync(confirm: bool) -> None:
 
 
 @click.command("cleanup")
-@click.option("--older-than-days", type=int, default=retention.DEFAULT_DAYS, show_default=True)
 @click.option(
-    "--batch-size", type=int, default=retention.DEFAULT_BATCH, show_default=True, help="Rows per transaction."
+    "--older-than-days", type=Number(int, hi=36_600), default=retention.DEFAULT_DAYS, show_default=True
+)
+@click.option(
+    "--batch-size",
+    type=Number(int, 1, 50_000),
+    default=retention.DEFAULT_BATCH,
+    show_default=True,
+    help="Rows per transaction.",
 )
 @click.option("--keep-alerts", is_flag=True, help="Do not delete resolved alert episodes.")
 @click.option("--confirm", is_flag=True, help="Delete; without it, only count.")

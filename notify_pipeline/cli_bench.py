@@ -79,6 +79,20 @@ SECTIONS = ("send_path", "rate_limit", "latency", "wakeup", "priority", "webhook
     help="OTPs (priority 100, 2 s apart) enqueued behind the backlog.",
 )
 @click.option(
+    "--webhook-statuses",
+    type=int,
+    default=30_000,
+    show_default=True,
+    help="Single-status webhook POSTs to `notify-pipeline serve` (64 at once).",
+)
+@click.option(
+    "--webhook-workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Processes of `notify-pipeline serve` in the webhook measurement.",
+)
+@click.option(
     "--ceiling-rows",
     type=int,
     default=20_000,
@@ -118,7 +132,9 @@ def bench(quick: bool, base_url: str | None, token: str | None, no_pin: bool, **
                      rows coming due (its timer): commit (or due time) to accepted
       5. priority    OTPs (priority 100) behind --priority-backlog MARKETING rows sent at
                      --rate: commit to accepted per OTP, backlog rows still waiting
-      6. ceiling     a raw-SQL claim-and-mark loop, no HTTP: rows/s the database allows
+      6. webhooks    --webhook-statuses status webhooks, one per POST, 64 at once, to
+                     `notify-pipeline serve` (synchronous_commit on): statuses/s, answer p99
+      7. ceiling     a raw-SQL claim-and-mark loop, no HTTP: rows/s the database allows
     Each target (the spec's, issue #9's) is checked under "targets". The full run takes about
     1.5 minutes.
 

@@ -13,25 +13,41 @@ import click
 import psycopg
 
 from notify_pipeline import settings
+from notify_pipeline.cli_types import Number, OperatorError, Reason
 from notify_pipeline.db.connect import connect
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION_S = 3660 * 86400  # ten years: beyond it a window means "everything"
 
 
-def parse_duration(value: str) -> timedelta:
-    """'90s', '15m', '1.5h', '2d' or plain seconds."""
+def parse_duration(value: str, max_s: float = MAX_DURATION_S) -> timedelta:
+    """'90s', '15m', '1.5h', '2d' or plain seconds, at most `max_s`."""
     match = _DURATION.match(value or "")
     if not match:
         raise click.BadParameter(f"{value!r} is not a duration: use e.g. 30s, 15m, 2h or 1d")
-    return timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2) or "s"])
+    seconds = float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
+    if not seconds <= max_s:  # also inf and nan
+        raise click.BadParameter(f"{value[:40]!r} is too long: at most {max_s / 86400:g} days")
+    return timedelta(seconds=seconds)
 
 
 class Duration(click.ParamType):
+    """A duration option; a bad one is one line (OperatorError), never a traceback."""
+
     name = "duration"
 
+    def __init__(self, max_s: float = MAX_DURATION_S) -> None:
+        self.max_s = max_s
+
     def convert(self, value, param, ctx):
-        return value if isinstance(value, timedelta) else parse_duration(value)
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return parse_duration(value, self.max_s)
+        except click.BadParameter as exc:
+            name = max(param.opts, key=len) if param is not None and param.opts else "duration"
+            raise OperatorError(f"{name}: {exc.message}") from None
 
 
 @contextmanager
@@ -51,13 +67,17 @@ def queue_connection(actor: str) -> Iterator[psycopg.Connection]:
 @click.command("enqueue")
 @click.option("--to", required=True, help="Recipient, international format (+250788123456).")
 @click.option("--template", help="Template name (e.g. welcome_message).")
-@click.option("--language", default="en", show_default=True)
+@click.option("--language", help="Language code of the template (default en) or of the text.")
 @click.option("--param", "params", multiple=True, help="Body variable, in order; repeat for each.")
 @click.option("--text", help="Free-form text instead of a template.")
 @click.option("--domain", default="core", show_default=True)
 @click.option("--type", "notification_type", help="notification_type (default: the template name).")
 @click.option("--dedupe-key", help="A second enqueue with this key returns the first id.")
-@click.option("--delay-seconds", type=float, help="Send no earlier than this many seconds from now.")
+@click.option(
+    "--delay-seconds",
+    type=Number(float, 0, 2_592_000, note=" (30 days)"),
+    help="Send no earlier than this many seconds from now (up to 30 days).",
+)
 @click.option("--override-quiet-hours", is_flag=True, help="May go out during the contact's quiet hours.")
 def enqueue_command(
     to,
@@ -76,7 +96,7 @@ def enqueue_command(
     from notify_pipeline.engine.enqueue import build_message, enqueue
 
     try:
-        message = build_message(to, template=template, language=language, params=params, text=text)
+        message = build_message(to, template=template, language=language or "en", params=params, text=text)
     except ValueError as exc:
         raise OperatorError(f"{exc}: use --template NAME or --text TEXT") from exc
     meta = {"domain": domain, "quiet_hours_override": override_quiet_hours}
@@ -84,6 +104,7 @@ def enqueue_command(
         ("type", notification_type),
         ("dedupe_key", dedupe_key),
         ("delay_seconds", delay_seconds),
+        ("language", language if text is not None else None),
     ):
         if value is not None:
             meta[key] = value
@@ -97,20 +118,26 @@ def enqueue_command(
 @click.command("send")
 @click.option(
     "--max-seconds",
-    type=float,
+    type=Number(float, 0, 86_400, lo_open=True),
     default=50.0,
     show_default=True,
     help="Time budget of the drain; with --serve, its lifetime.",
 )
-@click.option("--batch-size", type=int, default=200, show_default=True)
-@click.option("--concurrency", type=int, default=64, show_default=True, help="Requests in flight.")
+@click.option("--batch-size", type=Number(int, 1, 10_000), default=200, show_default=True)
 @click.option(
-    "--throughput-per-s", type=float, default=80.0, show_default=True, help="Sender limit; 0: none."
+    "--concurrency", type=Number(int, 1, 1024), default=64, show_default=True, help="Requests in flight."
+)
+@click.option(
+    "--throughput-per-s",
+    type=Number(float, 0, 10_000, note=" (0: no limit)"),
+    default=80.0,
+    show_default=True,
+    help="Sender limit; 0: none.",
 )
 @click.option("--serve", is_flag=True, help="Wait for work when nothing is due, until --max-seconds ends.")
 @click.option(
     "--wait-for-sender",
-    type=float,
+    type=Number(float, 0, 3600),
     default=0.0,
     show_default=True,
     help="Seconds to wait while another drain sends for this sender (one drain per sender).",
@@ -141,7 +168,10 @@ def send_command(max_seconds, batch_size, concurrency, throughput_per_s, serve, 
         )
     except ValueError as exc:
         raise OperatorError(str(exc)) from exc
-    report = run_drain(_queue_url(), client, config)
+    try:
+        report = run_drain(_queue_url(), client, config)
+    except psycopg.OperationalError as exc:
+        raise OperatorError(f"cannot reach the queue database: {str(exc).strip().splitlines()[0]}") from None
     click.echo(json.dumps(report.as_dict(), indent=2))
     if report.stopped_by in ("auth_error", "account_error"):
         raise OperatorError(
@@ -155,7 +185,7 @@ def send_command(max_seconds, batch_size, concurrency, throughput_per_s, serve, 
 @click.command("sweep")
 @click.option(
     "--older-than",
-    type=Duration(),
+    type=Duration(366 * 86400),
     default="15m",
     show_default=True,
     help="Release claims older than this (0 releases every claim: only when no worker runs).",
@@ -169,30 +199,44 @@ def sweep_command(older_than) -> None:
 
 
 @click.command("retry-failed")
-@click.option("--since", type=Duration(), help="Only rows created within this window (e.g. 1h).")
+@click.option("--since", type=Duration(3660 * 86400), help="Only rows created within this window (e.g. 1h).")
 @click.option("--domain")
 @click.option("--error-code", help="last_error_code, e.g. 131000, timeout, http_503.")
 @click.option("--template", help="Meta template name.")
+@click.option(
+    "--include-permanent",
+    is_flag=True,
+    help="Also rows an opt-out cancelled, expired rows and never-retry codes (131050, 130403, ...); "
+    "contacts opted out now are never retried.",
+)
 @click.option("--confirm", is_flag=True, help="Queue them again; without it, only count.")
-def retry_failed_command(since, domain, error_code, template, confirm) -> None:
-    """Queue failed notifications again with fresh retries (a dry-run count unless --confirm)."""
+def retry_failed_command(since, domain, error_code, template, include_permanent, confirm) -> None:
+    """Queue failed notifications again with fresh retries (a dry-run count unless --confirm).
+
+    Left alone, and counted by reason: rows of contacts opted out now, and unless
+    --include-permanent, what an opt-out cancelled, expired rows and the code table's never-retry
+    codes."""
     from notify_pipeline.cli import OperatorError
     from notify_pipeline.engine.operations import RetryFilter, retry_failed
 
     try:
-        selection = RetryFilter(since=since, domain=domain, error_code=error_code, template=template)
+        selection = RetryFilter(
+            since=since,
+            domain=domain,
+            error_code=error_code,
+            template=template,
+            include_permanent=include_permanent,
+        )
         selection.where()
     except ValueError as exc:
         raise OperatorError(str(exc)) from exc
     with queue_connection("retry-failed") as conn:
-        count = retry_failed(conn, selection, dry_run=not confirm)
-    click.echo(
-        f"queued again: {count}" if confirm else f"would queue again: {count} (add --confirm to do it)"
-    )
+        result = retry_failed(conn, selection, dry_run=not confirm)
+    click.echo(result.describe())
 
 
 @click.command("stop")
-@click.option("--reason", required=True, help="Why: recorded with the stop.")
+@click.option("--reason", required=True, type=Reason(), help="Why: recorded with the stop.")
 def stop_command(reason) -> None:
     """Emergency stop: pause sending and hold every waiting notification."""
     from notify_pipeline.engine.operations import emergency_stop
@@ -202,7 +246,7 @@ def stop_command(reason) -> None:
 
 
 @click.command("resume")
-@click.option("--reason", required=True, help="Why it is safe again.")
+@click.option("--reason", required=True, type=Reason(), help="Why it is safe again.")
 @click.option(
     "--hold",
     is_flag=True,
@@ -219,17 +263,20 @@ def resume_command(reason, hold) -> None:
 
 
 @click.command("status")
-def status_command() -> None:
-    """The runbook's system status check: worker activity, queue depth, failure rate by domain."""
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON, for scripts.")
+def status_command(as_json) -> None:
+    """The runbook's system status check: worker activity, queue shape, outcomes and failure rate by
+    domain (the figures the README's "Figures" table defines)."""
     from notify_pipeline.engine.status import queue_status, render
 
     with queue_connection("status") as conn:
-        click.echo(render(queue_status(conn)))
+        status = queue_status(conn)
+    click.echo(json.dumps(status.as_dict(), indent=2) if as_json else render(status))
 
 
 @click.command("seed-demo")
-@click.option("--notifications", type=int, default=200, show_default=True)
-@click.option("--contacts", type=int, default=40, show_default=True)
+@click.option("--notifications", type=Number(int, 0, 100_000), default=200, show_default=True)
+@click.option("--contacts", type=Number(int, 1, 10_000), default=40, show_default=True)
 def seed_demo_command(notifications, contacts) -> None:
     """Load the demo templates, contacts in several time zones and a stream of notifications."""
     from notify_pipeline.demo.seed import seed_demo

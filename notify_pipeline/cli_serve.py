@@ -7,11 +7,12 @@ import os
 import click
 
 from notify_pipeline import settings
+from notify_pipeline.cli_types import PORT
 
 
 @click.command("serve")
 @click.option("--host", default=None, help="Address to listen on (NOTIFY_SERVE_HOST; default 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port (NOTIFY_SERVE_PORT; default 8090).")
+@click.option("--port", type=PORT, default=None, help="Port (NOTIFY_SERVE_PORT; default 8090).")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Processes.")
 @click.option(
     "--allow-unsigned",

@@ -36,6 +36,7 @@ ENVIRONMENT: dict[str, str] = {
     "NOTIFICATION_WORKER_CRON_ENABLED": "false stops the sensor and any running send within a batch (kill switch).",
     "WHATSAPP_HTTP_TRANSPORT": "aiohttp (default), httpx or aiohttp-native: the HTTP transport under the Cloud API client.",
     "NOTIFY_ALERT_WEBHOOK_URL": "Slack-compatible incoming webhook for alerts (secret). Unset: alerts are recorded only.",
+    "NOTIFY_MAX_DEFERRALS": "Overrides of the code table's bound on deferrals per throttling code, e.g. 131048=5,130429=200.",
     "NOTIFY_PAGERDUTY_ROUTING_KEY": "PagerDuty Events v2 routing key (secret): alerts trigger and resolve incidents. Unset: no paging.",
     "NOTIFY_PAGERDUTY_EVENTS_URL": "PagerDuty Events v2 endpoint. Default https://events.pagerduty.com/v2/enqueue.",
     "NOTIFY_METRICS_TEXTFILE": "Prometheus textfile the metrics export writes. Default: <NOTIFY_DATA_DIR>/metrics/notify_pipeline.prom.",
@@ -69,6 +70,8 @@ def whatsapp_client_settings():
     from notify_pipeline.whatsapp.client import DEFAULT_API_VERSION, DEFAULT_BASE_URL, ClientSettings
 
     env = os.environ
+    # Read (and checked) at each use: a rotated token is picked up by the next call.
+    _raise_for(("WHATSAPP_API_BASE_URL", "WHATSAPP_ACCESS_TOKEN", "WHATSAPP_HTTP_TRANSPORT"))
     return ClientSettings(
         base_url=env.get("WHATSAPP_API_BASE_URL") or DEFAULT_BASE_URL,
         api_version=env.get("WHATSAPP_API_VERSION") or DEFAULT_API_VERSION,
@@ -121,3 +124,135 @@ def report_timezone() -> str:
 
 def report_start_date() -> str:
     return os.environ.get("NOTIFY_REPORT_START_DATE", "").strip() or "2026-01-01"
+
+
+# -- Validation ------------------------------------------------------------------------------
+# Every variable with a shape is checked at start (the CLI checks them all before any command;
+# `check_environment()` for other entry points), one line per bad value. A message never repeats a
+# secret's value. Secrets that rotate (the token, the alert webhook URL) are read, and checked the
+# same way, each time they are used.
+
+TRANSPORTS = ("aiohttp", "httpx", "aiohttp-native")
+SECRET_VARIABLES = (
+    "WHATSAPP_ACCESS_TOKEN",
+    "WHATSAPP_APP_SECRET",
+    "WHATSAPP_WEBHOOK_VERIFY_TOKEN",
+    "NOTIFY_ALERT_WEBHOOK_URL",
+    "NOTIFY_PAGERDUTY_ROUTING_KEY",
+)
+
+
+class SettingsError(ValueError):
+    """Bad environment values: one line each, none repeating a secret."""
+
+
+def _url_problem(name: str, value: str, *, secret: bool = False) -> str | None:
+    from urllib.parse import urlsplit
+
+    shown = "" if secret else f", not {value[:80]!r}"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{name} must be an http(s):// URL with a host{shown}"
+    if any(ch.isspace() or ord(ch) < 32 for ch in value):
+        return f"{name} must not contain spaces or control characters"
+    return None
+
+
+def _token_problem(name: str, value: str) -> str | None:
+    if len(value) > 4096 or any(ch.isspace() or not 33 <= ord(ch) <= 126 for ch in value):
+        return f"{name} must be printable ASCII without spaces, at most 4096 characters (value not shown)"
+    return None
+
+
+def _database_url_problem(name: str, value: str) -> str | None:
+    from notify_pipeline.db import urls
+    from notify_pipeline.redact import scrub
+
+    try:
+        urls.parse(value)
+    except urls.DatabaseUrlError as exc:
+        return f"{name}: {scrub(exc)}"
+    return None
+
+
+def _int_range_problem(name: str, value: str, lo: int, hi: int) -> str | None:
+    if not value.isdigit() or not lo <= int(value) <= hi:
+        return f"{name} must be a whole number from {lo} to {hi}, not {value[:40]!r}"
+    return None
+
+
+def _problem(name: str, value: str) -> str | None:
+    """What is wrong with one set variable, or None."""
+    if name in ("NOTIFY_DATABASE_URL", "DAGSTER_POSTGRES_URL"):
+        return _database_url_problem(name, value)
+    if name in ("NOTIFY_EMBEDDED_PG_PORT", "NOTIFY_SERVE_PORT"):
+        return _int_range_problem(name, value, 1, 65535)
+    if name == "NOTIFY_REPORT_TIMEZONE":
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except (ValueError, KeyError, OSError):
+            return f"NOTIFY_REPORT_TIMEZONE must be an IANA zone such as Africa/Kigali, not {value[:60]!r}"
+        return None
+    if name == "NOTIFY_REPORT_START_DATE":
+        from datetime import date
+
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            return f"NOTIFY_REPORT_START_DATE must be a date YYYY-MM-DD, not {value[:40]!r}"
+        return None
+    if name in ("WHATSAPP_API_BASE_URL", "NOTIFY_PAGERDUTY_EVENTS_URL", "NOTIFY_PUSHGATEWAY_URL"):
+        return _url_problem(name, value)
+    if name == "NOTIFY_ALERT_WEBHOOK_URL":
+        return _url_problem(name, value, secret=True)
+    if name == "WHATSAPP_API_VERSION":
+        import re
+
+        if not re.fullmatch(r"v\d{1,3}\.\d{1,3}", value):
+            return f"WHATSAPP_API_VERSION must look like v23.0, not {value[:40]!r}"
+        return None
+    if name == "WHATSAPP_HTTP_TRANSPORT":
+        if value not in TRANSPORTS:
+            return f"WHATSAPP_HTTP_TRANSPORT must be one of {', '.join(TRANSPORTS)}, not {value[:40]!r}"
+        return None
+    if name in SECRET_VARIABLES:
+        return _token_problem(name, value)
+    if name == "NOTIFICATION_WORKER_CRON_ENABLED":
+        if value.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            return f"NOTIFICATION_WORKER_CRON_ENABLED must be true or false, not {value[:40]!r}"
+        return None
+    if name == "NOTIFY_SEND_LIFETIME_MINUTES":
+        try:
+            send_lifetime_minutes()
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+def environment_problems(names: tuple[str, ...] | None = None) -> list[str]:
+    """One line per set variable whose value is malformed (all known variables unless `names`)."""
+    problems = []
+    for name in names if names is not None else tuple(ENVIRONMENT):
+        value = os.environ.get(name, "").strip()
+        if value:
+            problem = _problem(name, value)
+            if problem:
+                problems.append(problem)
+    return problems
+
+
+def check_environment() -> None:
+    """Raise SettingsError (one line per bad value) unless every set variable is well formed."""
+    _raise_for(None)
+
+
+def _raise_for(names: tuple[str, ...] | None) -> None:
+    problems = environment_problems(names)
+    if problems:
+        raise SettingsError("\n".join(problems))

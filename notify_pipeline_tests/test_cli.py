@@ -62,9 +62,18 @@ def test_db_upgrade_with_a_malformed_url_says_what_to_fix(url: str, expected: st
 
 def test_db_url_prints_the_configured_url_in_libpq_form(db_url: str) -> None:
     sqlalchemy_form = urls.for_driver(db_url, "psycopg")
-    result = cli("db", "url", env={"NOTIFY_DATABASE_URL": sqlalchemy_form})
+    result = cli("db", "url", "--show-password", env={"NOTIFY_DATABASE_URL": sqlalchemy_form})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == db_url
+
+
+def test_db_url_masks_the_password_unless_asked() -> None:
+    url = "postgresql://notify:s3cret-Pa55@db.example:5432/notify"
+    masked = cli("db", "url", env={"NOTIFY_DATABASE_URL": url})
+    assert masked.returncode == 0, masked.stderr
+    assert masked.stdout.strip() == "postgresql://notify:***@db.example:5432/notify"
+    shown = cli("db", "url", "--show-password", env={"NOTIFY_DATABASE_URL": url})
+    assert shown.stdout.strip() == url
 
 
 def test_db_url_starts_the_embedded_server_when_none_is_configured(tmp_path: Path) -> None:
@@ -74,12 +83,15 @@ def test_db_url_starts_the_embedded_server_when_none_is_configured(tmp_path: Pat
         "NOTIFY_EMBEDDED_PG_PORT": str(free_port()),
     }
     try:
-        first = cli("db", "url", env=env)
+        first = cli("db", "url", "--show-password", env=env)
         assert first.returncode == 0, first.stderr
         url = first.stdout.strip()
-        assert url.startswith("postgresql://postgres@127.0.0.1:")
+        assert url.startswith("postgresql://postgres:")
+        assert "@127.0.0.1:" in url
         assert url.endswith("/notify")
-        assert cli("db", "url", env=env).stdout.strip() == url, "the second command reuses the server"
+        again = cli("db", "url", "--show-password", env=env).stdout.strip()
+        assert again == url, "the second command reuses the server"
+        assert cli("db", "url", env=env).stdout.strip() == urls.mask(url), "masked without --show-password"
         upgraded = cli("db", "upgrade", env=env)
         assert upgraded.returncode == 0, upgraded.stderr
         with psycopg.connect(url) as conn:

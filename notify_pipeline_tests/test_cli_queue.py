@@ -53,6 +53,9 @@ def test_enqueue_send_status(db, env, emulator) -> None:
     assert again.stdout == first.stdout, "the dedupe key returns the first id"
     status = cli("status", env=env)
     assert "1 due now" in status.stdout
+    shown = json.loads(cli("status", "--json", env=env).stdout)
+    assert shown["queue"]["due"] == 1 and shown["outcomes"]["by_domain"]["orders"]["queued"] == 1
+    assert shown["outcomes"]["overall"]["failure_rate"] is None, "nothing finished: no rate"
     sent = cli("send", "--max-seconds", "10", env=env)
     assert sent.returncode == 0, sent.stderr
     report = json.loads(sent.stdout)

@@ -50,9 +50,17 @@ def test_init_rejects_malformed_number(db: psycopg.Connection) -> None:
     assert db.execute("SELECT count(*) FROM contact_preferences").fetchone()[0] == 0
 
 
-@pytest.mark.parametrize("zone", ["Africa/Kigali", "America/Argentina/Buenos_Aires", "UTC", "Etc/GMT+3"])
+@pytest.mark.parametrize("zone", ["Africa/Kigali", "America/Argentina/Buenos_Aires", "UTC", "Etc/UTC"])
 def test_valid_iana_time_zones_are_accepted(db: psycopg.Connection, zone: str) -> None:
     db.execute("INSERT INTO contact_preferences (wa_id, timezone) VALUES ('+250788123456', %s)", (zone,))
+
+
+@pytest.mark.parametrize("zone", ["Etc/GMT+3", "Etc/GMT-14", "Etc/GMT+0"])
+def test_etc_gmt_offsets_are_refused_with_a_hint(db: psycopg.Connection, zone: str) -> None:
+    """Their sign is inverted (Etc/GMT+3 is UTC-3): refused since migration 0010."""
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="inverted sign") as caught:
+        db.execute("INSERT INTO contact_preferences (wa_id, timezone) VALUES ('+250788123456', %s)", (zone,))
+    assert "Area/Location" in (caught.value.diag.message_hint or "")
 
 
 @pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "CEST", "UTC+3", "Kigali", "", "Africa/"])

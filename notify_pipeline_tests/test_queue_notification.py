@@ -85,16 +85,21 @@ def test_delay_send_at_and_priority(db: psycopg.Connection) -> None:
     delayed = row(db, enqueue(db, TEMPLATE_MESSAGE, {"delay_seconds": 600, "priority": 5}))
     assert timedelta(seconds=590) < delayed["next_attempt_at"] - now < timedelta(seconds=610)
     assert delayed["priority"] == 5
-    scheduled = row(db, enqueue(db, TEMPLATE_MESSAGE, {"send_at": "2031-01-31T08:00:00+02:00"}))
-    assert scheduled["next_attempt_at"].isoformat().startswith("2031-01-31T06:00:00")
+    # send_at lies within the window of delay_seconds (30 days): a week from now, at 08:00 UTC+2.
+    day = (now + timedelta(days=7)).date().isoformat()
+    scheduled = row(db, enqueue(db, TEMPLATE_MESSAGE, {"send_at": f"{day}T08:00:00+02:00"}))
+    assert scheduled["next_attempt_at"].isoformat().startswith(f"{day}T06:00:00")
 
 
 def test_duplicate_dedupe_key_returns_existing_id_without_a_second_row(db: psycopg.Connection) -> None:
     first = enqueue(db, TEMPLATE_MESSAGE, {"dedupe_key": "order-42:paid"})
-    second = enqueue(db, {"to": "+250788999009", "text": "different"}, {"dedupe_key": "order-42:paid"})
+    second = enqueue(db, TEMPLATE_MESSAGE, {"dedupe_key": "order-42:paid"})
     assert first == second
     assert count(db) == 1
     assert enqueue(db, TEMPLATE_MESSAGE, {"dedupe_key": "order-43:paid"}) != first
+    # Another recipient and text under the same key is refused (test_dedupe.py has the cases).
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="order-42:paid"):
+        enqueue(db, {"to": "+250788999009", "text": "different"}, {"dedupe_key": "order-42:paid"})
 
 
 def test_concurrent_enqueues_with_one_dedupe_key_make_one_row(db_url: str, db: psycopg.Connection) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+from sqlalchemy.dialects.postgresql import ARRAY, INTERVAL, JSONB, TIMESTAMP
 
 metadata = MetaData()
 
@@ -81,7 +81,8 @@ notifications = Table(
     Column("pricing_category", Text),
     Column("billable", Boolean),
     *_timestamps(),
-    UniqueConstraint("dedupe_key", name="notifications_dedupe_key_key"),
+    # Deferrals by cause, {"131056": 3, "quiet_hours": 1}, counted by the database (0009).
+    Column("deferrals", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
 )
 Index(
     "notifications_due_idx",
@@ -109,6 +110,13 @@ Index(
     postgresql_where=notifications.c.correlation_id.is_not(None),
 )
 Index("notifications_created_at_idx", notifications.c.created_at)
+# Dedupe keys are unique within queue_control.dedupe_window, checked under a lock on the key (0009).
+Index(
+    "notifications_dedupe_key_idx",
+    notifications.c.dedupe_key,
+    notifications.c.created_at,
+    postgresql_where=notifications.c.dedupe_key.is_not(None),
+)
 Index(
     "notifications_failed_idx", notifications.c.created_at, postgresql_where=notifications.c.status == FAILED
 )
@@ -165,6 +173,8 @@ whatsapp_templates = Table(
     Column("meta_template_id", Text),
     Column("synced_at", TZ),
     *_timestamps(),
+    Column("quality_score", Text),  # Meta's rating: GREEN, YELLOW, RED, UNKNOWN (0009)
+    Column("inactive_reason", Text),  # not_at_meta: switched off by sync, back on when APPROVED
     UniqueConstraint("template_key", "language", name="whatsapp_templates_key_language_key"),
     UniqueConstraint("template_name", "language", name="whatsapp_templates_name_language_key"),
 )
@@ -215,6 +225,7 @@ queue_control = Table(
     Column("reason", Text),
     Column("changed_at", TZ, nullable=False, server_default=text("now()")),
     Column("changed_by", Text),
+    Column("dedupe_window", INTERVAL, nullable=False, server_default=text("'24:00:00'::interval")),
 )
 
 # One row per drain: its liveness for the sensor, and whose claimed rows a new drain may take back.
@@ -354,5 +365,26 @@ notify_counters = Table(
     Column("name", Text, primary_key=True),
     Column("labels", JSONB, primary_key=True, server_default=text("'{}'::jsonb")),
     Column("value", BigInteger, nullable=False, server_default="0"),
+    Column("updated_at", TZ, nullable=False, server_default=text("now()")),
+)
+
+# Histograms with stored buckets (migration 0008): the bounds of each, then per label set and
+# bucket the observations that fell in it (not cumulative) and their sum.
+notify_histogram_bounds = Table(
+    "notify_histogram_bounds",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("unit", Text, nullable=False),
+    Column("bounds", ARRAY(Float), nullable=False),
+)
+
+notify_histograms = Table(
+    "notify_histograms",
+    metadata,
+    Column("name", Text, ForeignKey("notify_histogram_bounds.name"), primary_key=True),
+    Column("labels", JSONB, primary_key=True, server_default=text("'{}'::jsonb")),
+    Column("bucket_le", Float, primary_key=True),
+    Column("count", BigInteger, nullable=False, server_default="0"),
+    Column("sum", Float, nullable=False, server_default="0"),
     Column("updated_at", TZ, nullable=False, server_default=text("now()")),
 )

@@ -12,10 +12,10 @@ class DatabaseUrlError(ValueError):
 def parse(url: str) -> URL:
     try:
         parsed = make_url(url)
-    except Exception as exc:  # sqlalchemy raises ArgumentError with a terse text
+    except Exception:  # sqlalchemy raises ArgumentError, whose text repeats the URL
         raise DatabaseUrlError(
-            f"{url!r} is not a database URL; expected postgresql://user:password@host:port/database"
-        ) from exc
+            f"{_outline(url)} is not a database URL; expected postgresql://user:password@host:port/database"
+        ) from None
     if parsed.get_backend_name() not in ("postgresql", "postgres"):
         raise DatabaseUrlError(
             f"{mask(url)} is not a PostgreSQL URL; expected postgresql://user:password@host:port/database"
@@ -53,3 +53,10 @@ def mask(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "<unparseable database URL>"
+
+
+def _outline(url: str) -> str:
+    """How an unparseable URL is named in a message: never its text when it may hold a password."""
+    if any(mark in url for mark in (":", "@", "=")) or len(url) > 80:
+        return f"the URL given ({len(url)} characters, not shown: it may hold a password)"
+    return repr(url)

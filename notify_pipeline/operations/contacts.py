@@ -39,6 +39,12 @@ def validate_timezone(name: str) -> str:
             f"time zone {name!r} is not an IANA zone name: use Area/Location such as Africa/Kigali or "
             "Europe/Berlin, or UTC (abbreviations like CEST and offsets like UTC+2 ignore daylight saving)"
         )
+    if re.match(r"^Etc/GMT[+-]\d+$", zone):
+        raise ContactError(
+            f"time zone {name!r} is a fixed offset with an inverted sign ({zone} is UTC"
+            f"{'-' if '+' in zone else '+'}{zone[8:]}): use the contact's Area/Location zone, e.g. "
+            "Africa/Kigali or America/Bogota, or Etc/UTC"
+        )
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError) as exc:

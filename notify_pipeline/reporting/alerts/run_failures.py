@@ -24,6 +24,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from notify_pipeline import redact
 from notify_pipeline.reporting.alerts.messages import compose, stamp
 from notify_pipeline.reporting.alerts.sink import Delivery, Sink
 from notify_pipeline.reporting.alerts.verdict import Verdict, duration
@@ -74,10 +75,9 @@ class RunFailure:
 
 
 def clean(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """One line of error text, safe to post: secrets and phone numbers removed, length capped."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "<redacted>")
+    """One line of error text, safe to post: secrets (those given, and every one notify_pipeline.redact
+    knows: database passwords, token, app secret, alert URLs) and phone numbers removed, length capped."""
+    text = redact.scrub(text, secrets, numbers=False)
     text = " ".join(_PHONE.sub("<number>", text).split())
     return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
 
