@@ -113,6 +113,17 @@ def test_dev_serves_the_ui_and_sends_the_demo_through_the_emulator(
         assert stats["total"] > 0, "the sensor's send run delivered the demo to the emulator"
         with psycopg.connect(db_url) as conn:
             assert conn.execute("SELECT count(*) FROM notifications WHERE status = 'sent'").fetchone()[0] > 0
+        # Receipts: the emulator posts signed statuses to `serve`, which applies them.
+        deadline = time.monotonic() + 60
+        while True:
+            with psycopg.connect(db_url) as conn:
+                read = conn.execute(
+                    "SELECT count(*) FROM notifications WHERE read_at IS NOT NULL"
+                ).fetchone()[0]
+            if read or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert read > 0, "a demo message reached read through the webhook service"
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
