@@ -140,46 +140,6 @@ $$;
 -- a message accepted after its row was stopped or cancelled says so ('sent_after').
 -- ---------------------------------------------------------------------------------------------
 
-CREATE OR REPLACE FUNCTION notifications_audit_update() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO notification_audit_log (notification_id, event_type, details)
-    SELECT n.id, change.event_type, jsonb_strip_nulls(jsonb_build_object(
-               'actor', notify_current_actor(),
-               'from_status', o.status,
-               'to_status', n.status,
-               'retry_count', n.retry_count,
-               'next_attempt_at', CASE WHEN n.status = 'queued' THEN n.next_attempt_at END,
-               'worker', coalesce(n.locked_by, o.locked_by),
-               'error_code', n.last_error_code,
-               'error_message', n.error_message,
-               'wa_message_id', n.wa_message_id,
-               -- An accepted message whose row was stopped or cancelled meanwhile: say so.
-               'sent_after', CASE WHEN n.status = 'sent' AND o.status = 'failed'
-                                  THEN coalesce(o.last_error_code, o.error_message) END))
-    FROM updated n
-    JOIN previous o ON o.id = n.id
-    CROSS JOIN LATERAL (SELECT CASE
-        WHEN n.status <> o.status THEN CASE
-            WHEN n.status = 'sent' THEN 'sent'
-            -- A worker's verdict comes while it holds the row; anything else stopped a waiting row.
-            -- (a worker's verdict also gives the lock back; a stop or opt-out of a held row does not).
-            WHEN n.status = 'failed' AND o.locked_at IS NOT NULL AND n.locked_at IS NULL THEN 'failed'
-            WHEN n.status = 'failed' THEN 'cancelled'
-            ELSE 'requeued' END
-        WHEN n.status <> 'queued' THEN NULL
-        -- A live drain extending the lease of rows it still holds: not a new claim.
-        WHEN n.locked_at IS NOT NULL AND o.locked_at IS NOT NULL
-             AND n.locked_by IS NOT DISTINCT FROM o.locked_by THEN NULL
-        WHEN n.locked_at IS NOT NULL AND n.locked_at IS DISTINCT FROM o.locked_at THEN 'claimed'
-        WHEN n.locked_at IS NULL AND o.locked_at IS NOT NULL THEN CASE
-            WHEN n.retry_count > o.retry_count THEN 'retried'
-            WHEN n.next_attempt_at IS DISTINCT FROM o.next_attempt_at THEN 'deferred'
-            ELSE 'swept' END
-        WHEN n.retry_count < o.retry_count THEN 'retries_reset'
-        WHEN n.next_attempt_at IS DISTINCT FROM o.next_attempt_at THEN 'rescheduled'
-        END AS event_type) change
-    WHERE change.event_type IS NOT NULL;
-    RETURN NULL;
-END
-$$;
+-- The audit trigger learns of lease extensions (not a claim) and of messages accepted after their
+-- row was stopped ('sent_after'): its current definition is in 0008_counters.sql, the one place
+-- it is written out (these migrations land together).
