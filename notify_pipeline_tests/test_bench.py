@@ -69,7 +69,7 @@ def assert_all_sent_once(cell: dict[str, Any], count: int) -> None:
 def test_the_command_line_shows_the_defaults_the_bench_uses() -> None:
     defaults = BenchOptions()
     shown = {p.name: p.default for p in bench.params if getattr(p, "show_default", False)}
-    assert len(shown) == 12 and set(shown) <= {f.name for f in fields(BenchOptions)}
+    assert len(shown) == 14 and set(shown) <= {f.name for f in fields(BenchOptions)}
     for name, value in shown.items():
         expected = getattr(defaults, name)
         assert (tuple(value) if isinstance(value, list | tuple) else value) == expected, name
@@ -133,6 +133,13 @@ def test_quick_bench_reports_every_section_with_counts_that_add_up(
     assert urgent["emulator"]["accepted"] == sent_behind + 2 and urgent["emulator"]["duplicates"] == 0
     assert urgent["refused_130429"] >= 0
 
+    hooks = result["webhooks"]
+    assert hooks["synchronous_commit"] == "on" and hooks["one_status_per_post"] is True
+    assert hooks["applied"] == hooks["statuses"] and hooks["lost"] == 0
+    assert hooks["messages_read"] == hooks["statuses"] // 3
+    assert_ordered_ms(hooks["answer"], hooks["statuses"] + hooks["non_200_answers_retried"])
+    assert hooks["statuses_per_s"] > 0
+
     ceiling = result["ceiling"]
     for table in ("notifications", "bare_table"):
         assert ceiling[table]["rows"] == 600 and ceiling[table]["rows_per_s"] > 0
@@ -145,6 +152,7 @@ def test_quick_bench_reports_every_section_with_counts_that_add_up(
         "latency_p99",
         "wakeup_p99",
         "otp_behind_backlog",
+        "webhook_statuses_per_s",
     }
     for check in result["targets"].values():
         assert check["met"] in (True, False) and check["value"] is not None
