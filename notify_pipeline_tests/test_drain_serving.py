@@ -91,6 +91,32 @@ def test_a_successor_takes_over_at_the_end_of_the_lifetime_with_nothing_lost_or_
     assert emulator.stats()["duplicates"] == 0
 
 
+def test_at_the_end_of_its_lifetime_a_drain_hands_its_rows_and_the_sender_over_before_it_records_its_end(
+    db_url, emulator, tmp_path
+) -> None:
+    """Under a paced backlog the ending drain holds about a second of sending: it gives those rows
+    back instead of sending them past its lifetime, and lets go of the sender before it records its
+    end. The test holds the drain registry's rows so the old drain's last write waits: the
+    successor must start sending all the same."""
+    emulator.configure(limits_enabled=False)
+    with fresh(db_url) as conn:
+        load_demo_templates(conn)
+        enqueue_many(conn, 400)
+    paced = {**SERVE, "throughput_per_s": 50, "pair_per_s": None, "heartbeat_s": 600}
+    first = DrainThread(db_url, emulator, max_seconds=3, journal_dir=tmp_path, **paced)
+    wait_until(lambda: _started(db_url), what="the first drain to start")
+    with fresh(db_url) as blocker, blocker.transaction():
+        blocker.execute("SELECT worker_id FROM send_workers FOR UPDATE")
+        second = DrainThread(db_url, emulator, max_seconds=12, lock_wait_s=30, journal_dir=tmp_path, **paced)
+        wait_until(lambda: _started(db_url, 2), what="the successor to start while the old drain closes")
+        assert first.thread.is_alive(), "the old drain is still recording its end"
+    reports = [first.join(), second.join()]
+    assert [r.stopped_by for r in reports] == ["lifetime", "lifetime"]
+    assert reports[0].released > 0, "the rows in hand went back to the successor"
+    assert counts(db_url) == {"sent": 400} and sum(r.sent for r in reports) == 400
+    assert emulator.stats()["duplicates"] == 0
+
+
 def test_a_killed_serving_drain_is_recovered_by_the_next_one(db_url, emulator, tmp_path) -> None:
     emulator.configure(limits_enabled=False, latency_ms=200)
     with fresh(db_url) as conn:

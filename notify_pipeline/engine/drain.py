@@ -54,6 +54,7 @@ class _Drain:
         self.report = DrainReport(worker=self.worker, trigger=config.trigger)
         self.stopping = asyncio.Event()  # claim no more; finish what is in hand
         self.aborted: str | None = None  # POST nothing more
+        self.no_more_posts = asyncio.Event()  # set with `aborted`: cuts short the senders' pacing
         self.closing = False
         self.wake = asyncio.Event()
         self.capacity = asyncio.Event()
@@ -70,7 +71,7 @@ class _Drain:
         limit = config.throughput_per_s
         self.throughput = Gcra(limit, max(1, int(limit / 20))) if limit else None
         # Rows for the senders, paced, most urgent first: (row, verdict).
-        self.sendable = Handoff(self.throughput, pace=lambda: self.aborted is None)
+        self.sendable = Handoff(self.throughput, stop=self.no_more_posts)
         self.pair = Gcra(config.pair_per_s, config.pair_burst) if config.pair_per_s else None
         self.breaker = Breaker(config.breaker_after, config.breaker_max_wait_s)
         self.probing: asyncio.Task | None = None
@@ -96,6 +97,7 @@ class _Drain:
             self.aborted = reason
             self.report.stopped_by = reason
             self.report.fault = fault
+            self.no_more_posts.set()
         self.halt(reason)
 
     # -- the run ----------------------------------------------------------------------------------
@@ -120,6 +122,11 @@ class _Drain:
         self.claim_db = None
         self.started = time.monotonic()
         try:
+            # Everything but the lock first: a successor waiting for the sender starts the moment
+            # it is granted, not a few connections later.
+            self.claim_db = await self._connect()
+            await self.writer.open()
+            await self.control.listen()
             if not await self.control.acquire(self.config.lock_wait_s):
                 self.report.stopped_by = "sender_busy"
                 self.report.fault = (
@@ -128,9 +135,6 @@ class _Drain:
                 )
                 return self.report
             self.started = started = time.monotonic()
-            self.claim_db = await self._connect()
-            await self.writer.open()
-            await self.control.listen()
             await self._replay_journal()
             self.report.rescued += await workers.rescue(
                 self.claim_db, me=self.worker, silent_after_s=self.config.rescue_after_s
@@ -182,20 +186,19 @@ class _Drain:
                 self.probing.cancel()
             await self.results.put(None)
             await asyncio.gather(writer, return_exceptions=True)
+            # Nothing more will be POSTed and every result is written (or journaled): hand the
+            # sender over now, so a waiting successor starts at once, and record the end after.
+            await self._hand_back()
             self.closing = True
+            control.cancel()
             await asyncio.gather(control, return_exceptions=True)
+            with contextlib.suppress(*DB_ERRORS):
+                await self.control.release()
             await self._close()
 
-    async def _close(self) -> None:
-        """Give back what was not sent, set a hold Meta asked for, record the end."""
+    async def _hand_back(self) -> None:
+        """Set a hold Meta asked for (before a successor could POST), give back what was not sent."""
         self.report.duration_s = time.monotonic() - self.started
-        if self.to_release or self.give_back:
-            ids = [*self.to_release, *self.give_back]
-
-            async def give_back(conn) -> None:
-                self.report.released += await store.release(conn, ids, worker=self.worker)
-
-            await self.writer.run(give_back)
         halt = self.halted_by_meta
         if halt is not None:
             await self.writer.run(
@@ -203,6 +206,19 @@ class _Drain:
                     c, self.config.sender, halt.kind, halt.code, halt.message, self.worker
                 )
             )
+        if self.to_release or self.give_back:
+            ids = [*self.to_release, *self.give_back]
+
+            async def give_back(conn) -> None:
+                self.report.released += await store.release(conn, ids, worker=self.worker)
+
+            await self.writer.run(give_back)
+
+    async def _close(self) -> None:
+        """Record the end: events the control loop had not written yet, the registry, DONE."""
+        events, self.events = self.events, []
+        for kind, details in events:
+            await self.writer.run(lambda c, kind=kind, details=details: store.record_event(c, kind, details))
         done = self.report.as_dict()
         ok = await self.writer.run(lambda c: workers.finish(c, self.worker, self.report.stopped_by, done))
         ok = ok and await self.writer.run(lambda c: store.record_event(c, "NOTIFY_WORKER_DONE", done))
@@ -227,7 +243,12 @@ class _Drain:
         while not self.stopping.is_set():
             remaining = self.config.max_seconds - (time.monotonic() - started)
             if remaining <= 0:
-                self.halt("lifetime" if self.config.serve else "time_budget")
+                if self.config.serve:
+                    # Give the rows in hand back rather than spend a second sending them: the
+                    # successor waiting for the sender takes them over at once.
+                    self.abort("lifetime")
+                else:
+                    self.halt("time_budget")
                 break
             # Top up little and often: a new priority row is claimed within a few sends.
             if ahead - len(self.holding) < max(1, ahead // 8):

@@ -10,10 +10,10 @@ a burst of work never meets a pile of stale reservations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import math
-from collections.abc import Callable
 from typing import Any
 
 from notify_pipeline.ratelimit import Gcra
@@ -22,12 +22,14 @@ Item = tuple[float, int, Any]  # (-priority, hand-off order, payload); payload N
 
 
 class Handoff:
-    def __init__(self, pacer: Gcra | None, pace: Callable[[], bool] = lambda: True) -> None:
+    def __init__(self, pacer: Gcra | None, stop: asyncio.Event | None = None) -> None:
         self._heap: list[Item] = []
         self._order = itertools.count()
         self._ready = asyncio.Condition()
         self._spoken_for = 0  # senders waiting for their turn, one row each
-        self._pacer, self._pace = pacer, pace
+        # Once `stop` is set nothing more is sent: senders waiting for a turn take their row at once
+        # (to give it back), so a drain that must stop is not held up by the pacing.
+        self._pacer, self._stop = pacer, stop or asyncio.Event()
 
     async def put(self, priority: float, payload: Any) -> None:
         async with self._ready:
@@ -46,10 +48,11 @@ class Handoff:
             await self._ready.wait_for(lambda: len(self._heap) > self._spoken_for)
             self._spoken_for += 1
         try:
-            if self._pacer is not None and self._pace():
+            if self._pacer is not None and not self._stop.is_set():
                 delay = self._pacer.reserve()
                 if delay > 0:
-                    await asyncio.sleep(delay)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), delay)
         finally:
             async with self._ready:
                 self._spoken_for -= 1

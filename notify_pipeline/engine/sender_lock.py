@@ -7,14 +7,15 @@ the drain must stop sending the moment it notices: the next notifies() or query 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Callable
 
 import psycopg
+from psycopg import errors
 
 QUEUE_CHANNEL = "notify_queue"
+LOCK_WAIT_SLICE_S = 5.0
 CONTROL_CHANNEL = "notify_control"
 
 
@@ -50,17 +51,31 @@ class SenderControl:
     def __init__(self, conn: psycopg.AsyncConnection, sender: str) -> None:
         self.conn, self.sender = conn, sender
 
-    async def acquire(self, wait_s: float, give_up: Callable[[], bool] = lambda: False) -> bool:
-        """Take the sender lock, trying every 100 ms for up to `wait_s` (a successor waits for its
-        predecessor's release, so the handover gap is at most one try)."""
+    async def acquire(self, wait_s: float) -> bool:
+        """Take the sender lock, waiting up to `wait_s` for the drain that holds it to let go.
+
+        A successor waits in PostgreSQL's lock queue (in slices, under `lock_timeout`), so it is
+        granted the lock the moment its predecessor releases it, not at its next try."""
+        key = lock_key(self.sender)
+        cur = await self.conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+        if (await cur.fetchone())[0]:
+            return True
         deadline = time.monotonic() + wait_s
-        while True:
-            cur = await self.conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(self.sender),))
-            if (await cur.fetchone())[0]:
+        while (left := deadline - time.monotonic()) > 0:
+            slice_ms = max(1, int(min(left, LOCK_WAIT_SLICE_S) * 1000))
+            try:
+                await self.conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{slice_ms}ms",))
+                await self.conn.execute("SELECT pg_advisory_lock(%s)", (key,))
                 return True
-            if time.monotonic() >= deadline or give_up():
-                return False
-            await asyncio.sleep(0.1)
+            except errors.LockNotAvailable:
+                continue
+            finally:
+                await self.conn.execute("SELECT set_config('lock_timeout', '0', false)")
+        return False
+
+    async def release(self) -> None:
+        """Let go of the sender (closing the connection ends the session, and the lock with it)."""
+        await self.conn.close()
 
     async def listen(self) -> None:
         await self.conn.execute(f"LISTEN {QUEUE_CHANNEL}")
