@@ -36,8 +36,10 @@ _URL_PASSWORD = re.compile(
     r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:@/\s'\"]*:)(?P<password>[^@\s'\"]+)(?=@)", re.I
 )
 _CONNINFO_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>'(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.I)
-# As operations/diagnostics_base._NUMBER: '+' and 7-15 digits, or 9-15 bare digits.
+# What looks like a phone number inside free text: '+' and 7-15 digits, or 9-15 bare digits (so
+# Meta's error codes, at most 7 digits, stay readable). SQL_NUMBER is the same in PostgreSQL's syntax.
 _NUMBER = re.compile(r"\+\d{7,15}\b|\b\d{9,15}\b")
+SQL_NUMBER = r"\+[0-9]{7,15}\M|\m[0-9]{9,15}\M"
 
 
 def register(secret: str | None) -> None:
@@ -78,6 +80,11 @@ def mask_number(number: str) -> str:
     return number[:4] + "*" * (len(number) - 6) + number[-2:]
 
 
+def mask_text(text: str | None) -> str | None:
+    """Free text (error messages) with every phone-number-like run masked."""
+    return None if text is None else _NUMBER.sub(lambda m: mask_number(m.group(0)), text)
+
+
 def scrub(text: object, extra: Iterable[str | None] = (), *, numbers: bool = True) -> str:
     """`text` without secrets (and, unless numbers=False, with phone numbers masked)."""
     out = "" if text is None else str(text)
@@ -85,9 +92,7 @@ def scrub(text: object, extra: Iterable[str | None] = (), *, numbers: bool = Tru
     out = _CONNINFO_PASSWORD.sub(lambda m: m.group("head") + "***", out)
     for secret in secrets(extra):
         out = out.replace(secret, REDACTED)
-    if numbers:
-        out = _NUMBER.sub(lambda m: mask_number(m.group(0)), out)
-    return out
+    return mask_text(out) if numbers else out
 
 
 def _hide_url_password(match: re.Match[str]) -> str:

@@ -24,7 +24,7 @@ from notify_pipeline.operations.diagnostics import (
     template_failures,
     to_json,
 )
-from notify_pipeline.operations.diagnostics_base import mask_number, mask_text
+from notify_pipeline.redact import mask_number, mask_text
 from notify_pipeline.whatsapp.errors import lookup
 from notify_pipeline_tests.diagnostics_support import contact, insert, last_local, template
 

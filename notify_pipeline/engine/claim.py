@@ -10,31 +10,49 @@ from psycopg.rows import dict_row
 
 from notify_pipeline.engine.store import single_statement
 
-# Order: priority (higher first), then due time, then id. It is the order of notifications_claim_idx
-# (0005), so the claim reads the first entries of the highest band with due rows, whatever the
-# backlog below it. Rows deferred to later in a higher band lie in front of those: PostgreSQL 18
-# skips them (skip scan), 15-17 read their index entries without the heap (about 4 ms a claim per
-# 100k such rows; see python -m notify_pipeline.bench.claim_order).
+# Order: priority (higher first), then due time, then id: the order of notifications_claim_idx
+# (0005). The claim walks the priority bands that have queued rows, highest first, one index probe
+# each (`bands`, computed only as far as the claim reads), and in each band reads the due rows from
+# the band's start. So rows deferred to later in a higher band are never read, whatever their
+# number (a single ORDER BY over the index walks their entries on PostgreSQL 15-17; see
+# python -m notify_pipeline.bench.claim_order), and a big backlog below costs nothing.
 # A stale claim goes to another worker only: a live worker that finds its own rows stale is still
 # sending them (a slow batch), and taking them again would send them twice.
 CLAIM = """
-WITH due AS (
-    SELECT id FROM notifications
-     WHERE status = 'queued'
-       AND next_attempt_at <= now()
-       AND (locked_at IS NULL
-            OR (locked_at < now() - make_interval(secs => %(lease_s)s)
-                AND locked_by IS DISTINCT FROM %(worker)s))
-     ORDER BY priority DESC, next_attempt_at, id
+WITH RECURSIVE bands(priority) AS (
+    SELECT max(priority) FROM notifications WHERE status = 'queued'
+    UNION ALL
+    SELECT (SELECT max(priority) FROM notifications WHERE status = 'queued' AND priority < b.priority)
+      FROM bands b
+     WHERE b.priority IS NOT NULL
+),
+due AS (
+    SELECT d.id
+      FROM bands b
+     CROSS JOIN LATERAL (
+        SELECT id FROM notifications
+         WHERE status = 'queued'
+           AND priority = b.priority
+           AND next_attempt_at <= now()
+           AND (locked_at IS NULL
+                OR (locked_at < now() - make_interval(secs => %(lease_s)s)
+                    AND locked_by IS DISTINCT FROM %(worker)s))
+         ORDER BY next_attempt_at, id
+         LIMIT %(limit)s
+           FOR UPDATE SKIP LOCKED
+     ) d
      LIMIT %(limit)s
-       FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE notifications n
+       SET locked_at = now(), locked_by = %(worker)s
+      FROM due
+     WHERE n.id = due.id
+    RETURNING n.id, n.to_wa_id, n.template_name, n.language, n.domain, n.notification_type, n.payload,
+              n.priority, n.next_attempt_at, n.retry_count, n.deferral_count, n.deferrals,
+              n.quiet_hours_override, n.expires_at, n.created_at
 )
-UPDATE notifications n
-   SET locked_at = now(), locked_by = %(worker)s
-  FROM due
- WHERE n.id = due.id
-RETURNING n.id, n.to_wa_id, n.template_name, n.language, n.domain, n.notification_type, n.payload,
-          n.priority, n.retry_count, n.deferral_count, n.deferrals, n.quiet_hours_override, n.expires_at, n.created_at
+SELECT * FROM claimed ORDER BY priority DESC, next_attempt_at, id
 """
 
 

@@ -65,9 +65,10 @@ async def control_loop(d: _Drain) -> None:
                 next_event = now + config.event_every_s
                 await _heartbeat_event(d, last_sent)
                 last_sent = d.report.sent
-            while d.events:
-                kind, details = d.events.pop(0)
+            while d.events:  # taken off only once written: the drain's close writes what is left
+                kind, details = d.events[0]
                 await store.record_event(conn, kind, details)
+                d.events.pop(0)
         except DB_ERRORS as exc:
             d.abort("lost_lock", f"the control connection (sender lock) failed: {describe_db_error(exc)}")
             return

@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 
 from notify_pipeline.engine.holds import Hold, active_hold
+from notify_pipeline.redact import mask_text
 from notify_pipeline.reporting import figures
 from notify_pipeline.reporting.alerts.listing import Episode, firing_alerts, render_firing
 from notify_pipeline.settings import sender_key
@@ -61,8 +62,6 @@ class QueueStatus:
 
     def as_dict(self) -> dict[str, Any]:
         """Machine-readable (`status --json`): numbers as numbers, times as ISO 8601, free text masked."""
-        from notify_pipeline.operations.diagnostics_base import mask_text
-
         hold = self.hold
         return {
             "sending": {

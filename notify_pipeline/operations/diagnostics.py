@@ -19,18 +19,17 @@ from notify_pipeline.engine.reasons import DEFERRAL_REASONS, meaning
 from notify_pipeline.operations import diagnostics_activity as activity
 from notify_pipeline.operations.diagnostics_base import (
     SINCE,
-    SQL_NUMBER,
     DiagnosticsError,
     Report,
     Table,
     check_hours,
     check_limit,
     fetch,
-    mask_text,
     render,
     render_markdown,
     to_json,
 )
+from notify_pipeline.redact import SQL_NUMBER, mask_text
 from notify_pipeline.reporting import figures
 from notify_pipeline.whatsapp.errors import lookup, throttling_codes
 

@@ -18,8 +18,8 @@ from notify_pipeline.operations.diagnostics_base import (
     check_hours,
     check_limit,
     fetch,
-    mask_text,
 )
+from notify_pipeline.redact import mask_text
 from notify_pipeline.reporting import figures
 
 # Sent rows with the contact's own zone and window (or the policy's default for contacts without

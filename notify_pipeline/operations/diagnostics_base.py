@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -18,11 +17,6 @@ MAX_HOURS = 24 * 366
 MAX_LIMIT = 1000
 # The look-back window on created_at, for queries that take %(hours)s.
 SINCE = "created_at > now() - %(hours)s::float8 * interval '1 hour'"
-
-# What looks like a phone number inside free text: '+' and 7-15 digits, or 9-15 bare digits (so
-# Meta's error codes, at most 7 digits, stay readable). SQL_NUMBER is the same in PostgreSQL's syntax.
-_NUMBER = re.compile(r"\+\d{7,15}\b|\b\d{9,15}\b")
-SQL_NUMBER = r"\+[0-9]{7,15}\M|\m[0-9]{9,15}\M"
 
 
 class DiagnosticsError(ValueError):
@@ -106,18 +100,6 @@ def check_limit(limit: int) -> int:
 def fetch(conn: psycopg.Connection, query: str, params: Any = None) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(query, params).fetchall()
-
-
-def mask_number(wa_id: str) -> str:
-    """The same mask as the SQL function notify_mask_wa_id."""
-    if len(wa_id) <= 6:
-        return "***"
-    return wa_id[:4] + "*" * (len(wa_id) - 6) + wa_id[-2:]
-
-
-def mask_text(text: str | None) -> str | None:
-    """Free text (error messages) with every phone-number-like run masked."""
-    return None if text is None else _NUMBER.sub(lambda m: mask_number(m.group(0)), text)
 
 
 def _cell(value: Any, width: int | None) -> str:

@@ -15,13 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from notify_pipeline.engine.templates_store import NOT_AT_META
-from notify_pipeline.operations.diagnostics_base import mask_number
 from notify_pipeline.operations.templates import FAIL_WAITING, RELEASE_HELD, settle_reason
 from notify_pipeline.receipts.keywords import classify
 from notify_pipeline.receipts.parse import Update
+from notify_pipeline.redact import mask_number
 
 INSERT_EVENTS = """
 INSERT INTO webhook_events (kind, update_key, wa_message_id, wa_id, status, status_at, error_code,
@@ -180,6 +181,11 @@ TEMPLATE_STATUSES = frozenset(
 )  # fmt: skip
 CATEGORIES = frozenset({"MARKETING", "UTILITY", "AUTHENTICATION"})
 QUALITY_SCORES = frozenset({"GREEN", "YELLOW", "RED", "UNKNOWN"})
+# Events that change one column: kind -> (payload field, values we know, column, what it is called).
+ONE_COLUMN_CHANGES = {
+    "template_quality": ("new_quality_score", QUALITY_SCORES, "quality_score", "quality score"),
+    "template_category": ("new_category", CATEGORIES, "category", "category"),
+}
 
 FIND_TEMPLATE = """
 SELECT template_name, language, approval_status, category, quality_score, is_active, inactive_reason
@@ -241,26 +247,20 @@ async def _template_event(
             failed = cur.rowcount
         elif new == "APPROVED":
             released = (await conn.execute(RELEASE_HELD, (name, language))).rowcount
-    elif update.kind == "template_quality":
-        score = value.get("new_quality_score")
-        if score not in QUALITY_SCORES:
-            await _done(conn, row_id, f"ignored: quality score {score!r} is not one we know")
-            return
-        await conn.execute(
-            "UPDATE whatsapp_templates SET quality_score = %s WHERE template_name = %s AND language = %s",
-            (score, name, language),
-        )
-        changes["quality"] = f"{quality or 'UNKNOWN'}->{score}"
     else:
-        new_category = value.get("new_category")
-        if new_category not in CATEGORIES:
-            await _done(conn, row_id, f"ignored: category {new_category!r} is not one we know")
+        field, allowed, column, label = ONE_COLUMN_CHANGES[update.kind]
+        new = value.get(field)
+        if new not in allowed:
+            await _done(conn, row_id, f"ignored: {label} {new!r} is not one we know")
             return
         await conn.execute(
-            "UPDATE whatsapp_templates SET category = %s WHERE template_name = %s AND language = %s",
-            (new_category, name, language),
+            sql.SQL(
+                "UPDATE whatsapp_templates SET {} = %s WHERE template_name = %s AND language = %s"
+            ).format(sql.Identifier(column)),
+            (new, name, language),
         )
-        changes["category"] = f"{category}->{new_category}"
+        before = {"quality_score": quality or "UNKNOWN", "category": category}[column]
+        changes[label.split()[0]] = f"{before}->{new}"
     await conn.execute(
         "INSERT INTO observability_events (event_type, details) VALUES ('TEMPLATE_UPDATED_BY_META', %s)",
         (
