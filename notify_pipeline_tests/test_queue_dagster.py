@@ -96,8 +96,9 @@ def test_sensor_keeps_a_send_run_alive_even_with_nothing_due(db, db_url) -> None
     with dg.instance_for_test() as instance:
         (request,) = sensors.due_notifications_sensor(sensor_context(db_url, instance)).run_requests
         assert request.tags[SENDER_TAG] == jobs.sender_tags()[SENDER_TAG]
-        assert request.tags["dagster/max_runtime"] == str(SendConfig().max_runtime_s())
-        assert request.run_config["ops"]["send_due_notifications"]["config"]["trigger"] == "sensor"
+        config = SendConfig(**request.run_config["ops"]["send_due_notifications"]["config"])
+        assert request.tags["dagster/max_runtime"] == str(config.max_runtime_s())
+        assert config.trigger == "sensor" and config.lock_wait_minutes > config.lifetime_minutes
 
 
 def test_sensor_waits_while_a_send_run_of_this_sender_is_launching(db, db_url) -> None:
@@ -181,5 +182,5 @@ def test_schedule_and_instance_limits() -> None:
     limits = yaml.safe_load((ROOT / "dagster.yaml").read_text())["concurrency"]["runs"][
         "tag_concurrency_limits"
     ]
-    # The live send run and its successor, which waits on the sender lock.
+    # The serving send run and its standby, which waits on the sender lock.
     assert {"key": SENDER_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 2} in limits

@@ -56,25 +56,25 @@ def drain(
     [
         ([], [], False, True, (), "no send run is alive"),
         ([], [], True, False, (), "another drain holds the sender lock"),
-        ([started()], [drain()], True, False, (), "is serving"),
-        ([started()], [drain(left_s=60)], True, True, (), "launching its successor"),
-        ([started(), RunState("run-b", False, None)], [drain(left_s=60)], True, False, (), "taking over"),
+        ([started()], [drain()], True, True, (), "launching a standby"),
+        ([started()], [drain(left_s=60)], True, True, (), "launching a standby"),
+        ([started(), RunState("run-b", False, None)], [drain(left_s=60)], True, False, (), "standing by"),
         ([RunState("run-a", False, None)], [], False, False, (), "launching"),
         ([started(age_s=30)], [], False, False, (), "waiting for the sender lock"),
         ([started(age_s=600)], [], True, False, (), "waiting for the sender lock"),
         ([started(age_s=600)], [], False, True, ("run-a",), "marked dead"),
         ([started()], [drain(heartbeat_age_s=120)], False, True, ("run-a",), "marked dead"),
-        ([started()], [drain(heartbeat_age_s=120, holds_lock=True)], True, False, (), "is serving"),
+        ([started()], [drain(heartbeat_age_s=120, holds_lock=True)], True, True, (), "is serving"),
         # Silent, and the lock is someone else's (a successor took over): dead all the same.
         (
             [started(), started("run-b", 20)],
             [drain(heartbeat_age_s=120), drain("run-b", holds_lock=True)],
             True,
-            False,
+            True,
             ("run-a",),
             "is serving",
         ),
-        ([started()], [drain(heartbeat_age_s=10)], False, False, (), "is serving"),
+        ([started()], [drain(heartbeat_age_s=10)], False, True, (), "is serving"),
         (
             [started(), started("run-b", 20)],
             [drain(heartbeat_age_s=120, left_s=30)],
@@ -208,7 +208,8 @@ def test_an_expired_token_holds_the_sender_until_resume_hold(
     with dg.instance_for_test() as instance:
         (request,) = sensor_tick(db_url, instance).run_requests
         assert request.tags[SENDER_TAG] == sender
-        assert int(request.tags["dagster/max_runtime"]) == SendConfig().max_runtime_s()
+        config = SendConfig(**request.run_config["ops"]["send_due_notifications"]["config"])
+        assert int(request.tags["dagster/max_runtime"]) == config.max_runtime_s()
 
         failed = run_requested(instance, request, db_url, emulator, token="expired-token-xyz")
         assert not failed.success
@@ -340,24 +341,21 @@ def test_a_dead_run_is_marked_failed_and_replaced(db, db_url) -> None:
         assert "marked dead" in result.run_requests[0].tags["notify/launched_because"]
 
 
-def test_a_silent_run_holding_the_lock_is_left_alone_and_handed_over_in_time(
-    db, db_url, pg_server_url
-) -> None:
+def test_a_silent_run_holding_the_lock_is_left_alone_and_gets_a_standby(db, db_url, pg_server_url) -> None:
     import psycopg
 
     with dg.instance_for_test() as instance, psycopg.connect(db_url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (lock_key(settings.sender_key()),))
         run = send_run(instance)
         register(db, run, heartbeat_ago_s=120, lifetime_left_s=3000, backend_pid=holder.info.backend_pid)
-        result = sensor_tick(db_url, instance)
-        assert not result.run_requests and "is serving" in result.skip_reason.skip_message
+        (standby,) = sensor_tick(db_url, instance).run_requests
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
-        db.execute("UPDATE send_workers SET lifetime_ends_at = now() + interval '60 seconds'")
-        (successor,) = sensor_tick(db_url, instance).run_requests
-        assert "successor" in successor.tags["notify/launched_because"]
+        assert "standby" in standby.tags["notify/launched_because"]
+        config = standby.run_config["ops"]["send_due_notifications"]["config"]
+        assert config["lock_wait_minutes"] * 60 > 3000, "the standby outwaits the serving run's lifetime"
         send_run(instance, dg.DagsterRunStatus.NOT_STARTED)
         result = sensor_tick(db_url, instance)
-        assert not result.run_requests and "taking over" in result.skip_reason.skip_message
+        assert not result.run_requests and "standing by" in result.skip_reason.skip_message
 
 
 def test_the_sensor_launches_nothing_while_paused_disabled_or_held(db, db_url, monkeypatch) -> None:

@@ -5,8 +5,10 @@ them, the drain registry rows of those runs, whether any drain holds the sender 
 sending may be off), so it is tested without Dagster or a database:
 
 - no live run: launch one (unless a drain outside Dagster holds the sender lock);
-- the only live run's lifetime ends within `handover_lead_s`: launch its successor now, so it is
-  started and waiting on the sender lock when the old run lets go (the run-tag limit allows two);
+- one live run, serving: launch a standby now. It waits on the sender lock for as long as the
+  serving run lives and is granted it the moment that run lets go, at its lifetime's end or when
+  its process dies (the lock goes with its connection), so neither a handover nor a kill -9 waits
+  for a sensor tick and a run launch (the run-tag limit allows two runs per sender);
 - a started run is dead (SIGKILL, OOM) when the sender lock is free and its heartbeat is stale, or
   it never registered long after it started: mark it failed (it holds a run-tag slot) and count it
   out of the live runs;
@@ -18,9 +20,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-# A successor is launched this long before its predecessor's lifetime ends: more than a run
-# launch takes (about 10 s, 60 s on a busy machine), so the successor waits on the lock in time.
-HANDOVER_LEAD_S = 90.0
 # Drains heartbeat every 5 s; a heartbeat this old, with the lock free, is a dead drain.
 STALE_HEARTBEAT_S = 30.0
 # A started run that has not registered a drain this long after starting is dead (registration
@@ -85,7 +84,6 @@ def decide(
     *,
     lock_held: bool,
     blocked: str | None,
-    handover_lead_s: float = HANDOVER_LEAD_S,
     failures: tuple[int, float] = (0, 0.0),
 ) -> Decision:
     """What to do on one tick for one sender. `blocked` is why sending is off (kill switch, pause,
@@ -110,15 +108,11 @@ def decide(
         return Decision(True, dead, f"no send run is alive: launching one{noted}")
     if len(live) > 1:
         names = ", ".join(r.run_id[:8] for r in live)
-        return Decision(False, dead, f"send runs {names} are alive (one serving, one taking over){noted}")
+        return Decision(False, dead, f"send runs {names} are alive (one serving, one standing by){noted}")
     (run,) = live
     worker = by_run.get(run.run_id)
     if worker is None or worker.lifetime_left_s is None:
         state = "started, waiting for the sender lock" if run.started else "launching"
         return Decision(False, dead, f"send run {run.run_id[:8]} is {state}{noted}")
-    if worker.ended or worker.lifetime_left_s <= handover_lead_s:
-        ends = "has ended" if worker.ended else f"ends in {max(0, round(worker.lifetime_left_s))} s"
-        return Decision(True, dead, f"send run {run.run_id[:8]} {ends}: launching its successor{noted}")
-    return Decision(
-        False, dead, f"send run {run.run_id[:8]} is serving ({round(worker.lifetime_left_s)} s to go){noted}"
-    )
+    state = "has ended" if worker.ended else f"is serving ({max(0, round(worker.lifetime_left_s))} s to go)"
+    return Decision(True, dead, f"send run {run.run_id[:8]} {state}: launching a standby to take over{noted}")

@@ -33,7 +33,7 @@ class SendConfig(dg.Config):
     )
     lock_wait_minutes: float = Field(
         default=10.0,
-        ge=2,  # more than the sensor's handover lead: a successor must outwait its predecessor
+        ge=2,  # the sensor sets a standby's wait to its predecessor's lifetime and more
         le=24 * 60,
         description="How long to wait for the sender's previous drain to let go of the sender lock.",
     )

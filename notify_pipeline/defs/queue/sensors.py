@@ -22,6 +22,7 @@ ACTIVE = [
     dg.DagsterRunStatus.STARTED,
 ]
 INTERVAL_S = 15
+STANDBY_MARGIN_MINUTES = 10.0
 
 
 def _run_state(record: dg.RunRecord, now: float) -> supervision.RunState:
@@ -31,7 +32,11 @@ def _run_state(record: dg.RunRecord, now: float) -> supervision.RunState:
 
 
 def launch_request(why: str, config: SendConfig | None = None) -> dg.RunRequest:
-    config = config or SendConfig(trigger="sensor", lifetime_minutes=settings.send_lifetime_minutes())
+    lifetime = settings.send_lifetime_minutes()
+    # A standby waits on the sender lock through the whole lifetime of the run it stands by for.
+    config = config or SendConfig(
+        trigger="sensor", lifetime_minutes=lifetime, lock_wait_minutes=lifetime + STANDBY_MARGIN_MINUTES
+    )
     return dg.RunRequest(
         run_config=dg.RunConfig(ops={"send_due_notifications": config}),
         tags={
@@ -67,10 +72,10 @@ def _recent_failures(context: dg.SensorEvaluationContext, sender: str, now: floa
     job=send_notifications_job,
     minimum_interval_seconds=INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Keeps one long-lived send run alive for this sender: launches one when none is "
-    "alive, its successor shortly before the live run's lifetime ends (dagster.yaml allows two runs "
-    "per sender for the handover; the sender lock lets one send), and marks a dead run failed "
-    "(sender lock free, heartbeat stale) before replacing it. Launches nothing while "
+    description="Keeps one long-lived send run serving for this sender and a second one standing by: "
+    "the standby waits on the sender lock and takes over the moment the serving run ends or dies "
+    "(dagster.yaml allows two runs per sender; the sender lock lets one send). Marks a dead run "
+    "failed (sender lock free, heartbeat stale) and replaces it. Launches nothing while "
     "NOTIFICATION_WORKER_CRON_ENABLED is false, sending is paused or the sender is held.",
 )
 def due_notifications_sensor(context: dg.SensorEvaluationContext, queue_db: QueueDatabase) -> dg.SensorResult:
