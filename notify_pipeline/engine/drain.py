@@ -122,11 +122,8 @@ class _Drain:
         self.claim_db = None
         self.started = time.monotonic()
         try:
-            # Everything but the lock first: a successor waiting for the sender starts the moment
-            # it is granted, not a few connections later.
-            self.claim_db = await self._connect()
-            await self.writer.open()
-            await self.control.listen()
+            # Only the lock's connection while waiting: a standby may wait hours, and idle
+            # connections that long may be cut by the network (opening one costs a few ms).
             if not await self.control.acquire(self.config.lock_wait_s):
                 self.report.stopped_by = "sender_busy"
                 self.report.fault = (
@@ -135,6 +132,9 @@ class _Drain:
                 )
                 return self.report
             self.started = started = time.monotonic()
+            self.claim_db = await self._connect()
+            await self.writer.open()
+            await self.control.listen()
             await self._replay_journal()
             self.report.rescued += await workers.rescue(
                 self.claim_db, me=self.worker, silent_after_s=self.config.rescue_after_s
