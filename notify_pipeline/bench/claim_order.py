@@ -13,7 +13,8 @@ nothing about speed.
 Scenarios:
   backlog        every row due now at priority 0 (the big-backlog case; it must stay cheap)
   deferred_high  half the rows due now at priority 0, half at priority 50 deferred to tomorrow
-                 (the new index puts those first: a scan that cannot skip them walks them all)
+                 (the claim index puts those first: one ordered scan over it walked them all on
+                 PostgreSQL 15-17; the banded claim starts each band at its due rows)
 """
 
 from __future__ import annotations
