@@ -12,6 +12,7 @@ import itertools
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,8 +92,18 @@ def create_database(server_url: str, template: str | None = None) -> str:
 
 def drop_database(server_url: str, database_url: str) -> None:
     name = urls.database_name(database_url)
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        for attempt in range(50):
+            try:
+                conn.execute(drop)
+                return
+            except psycopg.errors.InsufficientPrivilege:
+                # PostgreSQL 15 refuses FORCE to a role that may not signal an autovacuum worker
+                # busy in the database; the worker is done within moments.
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")
