@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from notify_pipeline.redact import SECRET_VARIABLES
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 # Every environment variable the product reads, with what it is for. The README's configuration
@@ -133,13 +135,6 @@ def report_start_date() -> str:
 # same way, each time they are used.
 
 TRANSPORTS = ("aiohttp", "httpx", "aiohttp-native")
-SECRET_VARIABLES = (
-    "WHATSAPP_ACCESS_TOKEN",
-    "WHATSAPP_APP_SECRET",
-    "WHATSAPP_WEBHOOK_VERIFY_TOKEN",
-    "NOTIFY_ALERT_WEBHOOK_URL",
-    "NOTIFY_PAGERDUTY_ROUTING_KEY",
-)
 
 
 class SettingsError(ValueError):

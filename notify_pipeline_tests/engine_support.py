@@ -78,3 +78,18 @@ def dagster_resources(db_url: str, emulator, token: str | None = None, waba_id: 
             waba_id=waba_id,
         ),
     }
+
+
+# The demo welcome template as the policy reads it from whatsapp_templates (pure policy tests).
+WELCOME_TEMPLATE = {
+    "template_name": "welcome_message",
+    "language": "en",
+    "category": "UTILITY",
+    "approval_status": "APPROVED",
+    "is_active": True,
+    "parameter_format": "POSITIONAL",
+    "variables": ["name"],
+    "components": None,
+    "retry_policy": {"max_retries": 3},
+    "quiet_hours_exempt": None,
+}

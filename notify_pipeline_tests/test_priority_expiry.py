@@ -19,6 +19,7 @@ from notify_pipeline.engine.reasons import meaning
 from notify_pipeline.engine.store import Contact
 from notify_pipeline.whatsapp.messages import Button, template_message
 from notify_pipeline_tests.engine_support import (
+    WELCOME_TEMPLATE,
     enqueue,
     load_demo_templates,
     row,
@@ -184,18 +185,6 @@ def test_an_expired_row_fails_as_expired_and_is_never_sent(
 # -- the policy (pure) -------------------------------------------------------------------------
 
 NOW = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
-WELCOME_TEMPLATE = {
-    "template_name": "welcome_message",
-    "language": "en",
-    "category": "UTILITY",
-    "approval_status": "APPROVED",
-    "is_active": True,
-    "parameter_format": "POSITIONAL",
-    "variables": ["name"],
-    "components": None,
-    "retry_policy": {"max_retries": 3},
-    "quiet_hours_exempt": None,
-}
 TEMPLATES = {("welcome_message", "en"): WELCOME_TEMPLATE}
 
 

@@ -22,7 +22,7 @@ from notify_pipeline.engine.store import Contact
 from notify_pipeline.whatsapp.errors import CODES, ErrorClass, classify, never_retry_codes
 from notify_pipeline.whatsapp.messages import template_message, text_message
 from notify_pipeline.whatsapp.results import ApiError, SendResult
-from notify_pipeline_tests.engine_support import enqueue, load_demo_templates, row, welcome
+from notify_pipeline_tests.engine_support import WELCOME_TEMPLATE, enqueue, load_demo_templates, row, welcome
 from notify_pipeline_tests.service_support import running_service
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -307,18 +307,7 @@ def test_text_inside_the_window_or_with_no_known_inbound_is_sent(last) -> None:
 
 
 def test_templates_are_not_bound_by_the_window() -> None:
-    template = {
-        "template_name": "welcome_message",
-        "language": "en",
-        "category": "UTILITY",
-        "approval_status": "APPROVED",
-        "is_active": True,
-        "parameter_format": "POSITIONAL",
-        "variables": ["name"],
-        "components": None,
-        "retry_policy": {},
-        "quiet_hours_exempt": None,
-    }
+    template = {**WELCOME_TEMPLATE, "retry_policy": {}}
     payload = template_message("+250788000001", "welcome_message", "en", body=["Aline"])
     row_ = {**text_row(), "payload": payload, "template_name": "welcome_message", "language": "en"}
     verdict = decide(
