@@ -1,5 +1,8 @@
 """The claim: take a batch of due rows for one worker, most urgent first (CTE + FOR UPDATE SKIP LOCKED,
-then UPDATE FROM it, which never takes more than `limit` rows). It commits before any HTTP call."""
+then UPDATE FROM it, which never takes more than `limit` rows). It commits before any HTTP call.
+
+Its jsonb columns come back as text and are decoded row by row (row_json.py): a row Python cannot
+read is returned marked unreadable, for the drain to fail on its own, and never fails the batch."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from notify_pipeline.engine.row_json import MAX_DEPTH, read_rows
 from notify_pipeline.engine.store import single_statement
 
 # Order: priority (higher first), then due time, then id: the order of notifications_claim_idx
@@ -18,7 +22,7 @@ from notify_pipeline.engine.store import single_statement
 # python -m notify_pipeline.bench.claim_order), and a big backlog below costs nothing.
 # A stale claim goes to another worker only: a live worker that finds its own rows stale is still
 # sending them (a slow batch), and taking them again would send them twice.
-CLAIM = """
+CLAIM = f"""
 WITH RECURSIVE bands(priority) AS (
     SELECT max(priority) FROM notifications WHERE status = 'queued'
     UNION ALL
@@ -48,12 +52,17 @@ claimed AS (
        SET locked_at = now(), locked_by = %(worker)s
       FROM due
      WHERE n.id = due.id
-    RETURNING n.id, n.to_wa_id, n.template_name, n.language, n.domain, n.notification_type, n.payload,
-              n.priority, n.next_attempt_at, n.retry_count, n.deferral_count, n.deferrals,
+    RETURNING n.id, n.to_wa_id, n.template_name, n.language, n.domain, n.notification_type,
+              n.payload::text AS payload,
+              jsonb_path_exists(n.payload, 'strict $.**{{{MAX_DEPTH + 1}}}') AS payload_too_deep,
+              n.priority, n.next_attempt_at, n.retry_count, n.deferral_count, n.deferrals::text AS deferrals,
               n.quiet_hours_override, n.expires_at, n.created_at
 )
 SELECT * FROM claimed ORDER BY priority DESC, next_attempt_at, id
 """
+
+# The claim's jsonb columns and the JSON type each holds.
+CLAIMED_JSON = {"payload": dict, "deferrals": dict}
 
 
 async def claim(
@@ -61,4 +70,4 @@ async def claim(
 ) -> list[dict[str, Any]]:
     async with single_statement(conn), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(CLAIM, {"worker": worker, "limit": limit, "lease_s": lease_s})
-        return await cur.fetchall()
+        return read_rows(await cur.fetchall(), CLAIMED_JSON)

@@ -26,12 +26,12 @@ from typing import Any, Protocol
 
 from notify_pipeline import settings
 from notify_pipeline.db.connect import connect_async
-from notify_pipeline.engine import claim, holds, journal, outcomes, store, workers
+from notify_pipeline.engine import claim, holds, journal, outcomes, row_json, store, workers
 from notify_pipeline.engine.breaker import TRANSPORT_KINDS, Breaker
 from notify_pipeline.engine.control import control_loop
 from notify_pipeline.engine.drain_config import DrainConfig, DrainReport, worker_enabled
 from notify_pipeline.engine.handoff import Handoff
-from notify_pipeline.engine.policy import decide
+from notify_pipeline.engine.policy import decide_row
 from notify_pipeline.engine.sender_lock import SenderControl
 from notify_pipeline.engine.writer import DB_ERRORS, ResultWriter, describe_db_error
 from notify_pipeline.ratelimit import Gcra
@@ -284,7 +284,7 @@ class _Drain:
     async def _decide(self, rows: list[dict]) -> None:
         if self.reload_templates or time.monotonic() - self.templates_at > TEMPLATE_REFRESH_S:
             self.reload_templates = False
-            self.templates, self.templates_at = await store.templates(self.claim_db), time.monotonic()
+            self.templates, self.templates_at = await row_json.templates(self.claim_db), time.monotonic()
         recipients = [row["to_wa_id"] for row in rows]
         contacts = await store.contacts(self.claim_db, recipients)
         if self.pair is not None:
@@ -292,8 +292,8 @@ class _Drain:
             for wa_id, used in (await store.recent_sends(self.claim_db, recipients, window)).items():
                 self.pair.seed(wa_id, used)
         now = self.now()
-        for row in rows:
-            verdict = decide(row, contacts.get(row["to_wa_id"]), self.templates, now, self.config.policy)
+        for row in rows:  # each row judged on its own: one that cannot be read fails alone
+            verdict = decide_row(row, contacts.get(row["to_wa_id"]), self.templates, now, self.config.policy)
             if verdict.action == "send" and self.pair is not None and not self.pair.allow(row["to_wa_id"]):
                 until = now + timedelta(seconds=max(1.0, self.pair.wait_s(row["to_wa_id"])))
                 await self.results.put(

@@ -51,19 +51,21 @@ def pending(directory: Path) -> list[Path]:
 
 
 def read(path: Path) -> tuple[dict[str, list[Outcome]], list[tuple[str, dict]]]:
-    """Outcomes by worker, and events. A torn last line (a crash mid-append) is skipped."""
+    """Outcomes by worker, and events. A line that is not a journal entry (a crash mid-append) is skipped."""
     outcomes: dict[str, list[Outcome]] = {}
     events: list[tuple[str, dict]] = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
+        # One line that is not ours (torn, or edited by hand) must not stop every later drain's
+        # replay: it is skipped, and the rest of the file still lands.
         try:
             entry = json.loads(line)
-        except ValueError:
+            if "outcome" in entry:
+                data = entry["outcome"]
+                if data.get("next_attempt_at"):
+                    data["next_attempt_at"] = datetime.fromisoformat(data["next_attempt_at"])
+                outcomes.setdefault(entry["worker"], []).append(Outcome(**data))
+            elif "event" in entry:
+                events.append((entry["event"][0], dict(entry["event"][1])))
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
             continue
-        if "outcome" in entry:
-            data = entry["outcome"]
-            if data.get("next_attempt_at"):
-                data["next_attempt_at"] = datetime.fromisoformat(data["next_attempt_at"])
-            outcomes.setdefault(entry["worker"], []).append(Outcome(**data))
-        elif "event" in entry:
-            events.append((entry["event"][0], entry["event"][1]))
     return outcomes, events

@@ -5,6 +5,9 @@ is tested without a database or a server. Order matters: a message past its expi
 anything else is looked at, and one that can never go out (opt-out, bad payload, unusable
 template, a free-form text outside the 24-hour customer-service window) fails before quiet hours
 would defer it.
+
+`decide_row` is what the drain calls: a row that cannot be read or decided fails on its own
+(invalid_payload, the cause in its error message) and never stops the rest of the batch.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from notify_pipeline.engine.quiet_hours import quiet_until
+from notify_pipeline.engine.row_json import UNREADABLE
 from notify_pipeline.engine.store import Contact
+from notify_pipeline.redact import scrub
 from notify_pipeline.whatsapp.errors import CODES, ErrorClass
 from notify_pipeline.whatsapp.messages import send_request
 from notify_pipeline.whatsapp.templates import (
@@ -116,6 +121,8 @@ def _spec(template: Mapping[str, Any]) -> TemplateSpec | None:
     A drain decides thousands of rows against the same few templates: parse each template row
     once (the drain reloads the rows, and so the memo, every 30 s).
     """
+    if template.get(UNREADABLE):
+        return None  # its stored JSON could not be read (row_json.py)
     if _SPEC not in template:
         try:
             spec: TemplateSpec | None = parse_spec(template_definition(template))
@@ -271,3 +278,28 @@ def decide(
             template=template,
         )
     return Verdict("send", request=request, template=template)
+
+
+def decide_row(
+    row: Mapping[str, Any],
+    contact: Contact | None,
+    templates: Mapping[tuple[str, str], Mapping[str, Any]],
+    now: datetime,
+    config: PolicyConfig,
+) -> Verdict:
+    """The verdict for one row of a claimed batch, never an exception: a row whose JSON could not
+    be read, or that `decide` cannot judge or build a request for, fails on its own with
+    invalid_payload and the cause."""
+    unreadable = row.get(UNREADABLE)
+    if unreadable:
+        return Verdict(
+            "fail",
+            "invalid_payload",
+            f"Not sent, the stored row cannot be read: {unreadable}. Enqueue it again through "
+            "queueNotification, which refuses such shapes",
+        )
+    try:
+        return decide(row, contact, templates, now, config)
+    except Exception as exc:  # one row's data must not stop the batch, whatever it holds
+        cause = scrub(f"{type(exc).__name__}: {exc}")[:200]
+        return Verdict("fail", "invalid_payload", f"Not sent: the row could not be decided ({cause})")

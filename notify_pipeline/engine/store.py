@@ -14,7 +14,6 @@ from datetime import datetime, time
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 # Meta's answer time of each send (Outcome.latency_s) goes to its histogram in the same statement
 # (a data-modifying CTE): the observations land exactly when the results do. A request that never
@@ -114,6 +113,21 @@ async def single_statement(conn: psycopg.AsyncConnection) -> AsyncIterator[None]
             yield
 
 
+# Longest error text kept on a row: Meta's are a few hundred characters; anything longer is an
+# echoed body from a proxy, which would only bloat the row and the audit log.
+MAX_ERROR_CHARS = 2_000
+
+
+def storable_text(value: str | None, limit: int = MAX_ERROR_CHARS) -> str | None:
+    """Text from an answer (Meta's, a proxy's) as PostgreSQL can store it: no NUL, no lone
+    surrogate, bounded. Left as it was, one such answer would fail the whole batch's write, and
+    the journal would replay that failure into every later drain."""
+    if value is None:
+        return None
+    value = value[:limit].replace("\x00", "\ufffd")
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
 async def write_outcomes(conn: psycopg.AsyncConnection, outcomes: Sequence[Outcome], *, worker: str) -> int:
     if not outcomes:
         return 0
@@ -124,9 +138,9 @@ async def write_outcomes(conn: psycopg.AsyncConnection, outcomes: Sequence[Outco
         "retries": [o.retry_count for o in outcomes],
         "deferrals": [o.deferral_count for o in outcomes],
         "due": [o.next_attempt_at for o in outcomes],
-        "messages": [o.error_message for o in outcomes],
-        "codes": [o.error_code for o in outcomes],
-        "wamids": [o.wa_message_id for o in outcomes],
+        "messages": [storable_text(o.error_message) for o in outcomes],
+        "codes": [storable_text(o.error_code, 64) for o in outcomes],
+        "wamids": [storable_text(o.wa_message_id, 256) for o in outcomes],
         "latencies": [o.latency_s for o in outcomes],
     }
     async with single_statement(conn):
@@ -179,15 +193,6 @@ async def recent_sends(
         (list(set(wa_ids)), window_s),
     )
     return dict(await cur.fetchall())
-
-
-async def templates(conn: psycopg.AsyncConnection) -> dict[tuple[str, str], dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT template_name, language, category, approval_status, is_active, parameter_format, variables, "
-            "components, retry_policy, quiet_hours_exempt FROM whatsapp_templates"
-        )
-        return {(row["template_name"], row["language"]): row for row in await cur.fetchall()}
 
 
 async def stop_reason(conn: psycopg.AsyncConnection, sender: str) -> str | None:
