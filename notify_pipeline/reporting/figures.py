@@ -60,6 +60,11 @@ HELD_CODES: tuple[str, ...] = (EMERGENCY_STOP_CODE,)
 EXPIRED_CODES: tuple[str, ...] = ("expired",)
 NOT_DELIVERY_FAILURES: tuple[str, ...] = FILTERED_CODES + HELD_CODES + EXPIRED_CODES
 
+# Who opted a contact out: the opt-out counter's only label values (notify_opt_out_cause, migration
+# 0012). A contact counts once per change of mind: a STOP repeated, or a STOP within an hour of its
+# own START, is recorded but not counted again (mark_opted_out's 'counted').
+OPT_OUT_CAUSES: tuple[str, ...] = ("reply_keyword", "operator", "api", "unknown")
+
 # Rows are windowed on created_at, everywhere: it never changes, so a row stays in the hour or day
 # it was queued in whatever happens to it later (a day's figures settle as its rows finish instead
 # of moving between days); it is indexed (notifications_created_at_idx); and it is the runbook's

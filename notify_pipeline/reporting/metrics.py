@@ -45,7 +45,7 @@ Conventional names beside them (prometheus_client's counters, series `<name>_tot
 | `notify_requeued_total` | counter | `reason` | failed rows queued again (resume, retry-failed), by their old code |
 | `notify_swept_total` | counter | | claims of dead workers given back |
 | `notify_worker_starts_total` | counter | `trigger` | send runs started |
-| `notify_contacts_opted_out_total` | counter | `reason` | contacts that opted out |
+| `notify_contacts_opted_out_total` | counter | `reason` | contacts that opted out, by cause (`reply_keyword`, `operator`, `api`, `unknown`); once per change of mind |
 | `notify_enqueue_to_accepted_seconds` | histogram | `domain` | from queueNotification to Meta's acceptance |
 | `notify_meta_answer_seconds` | histogram | `answer` | Meta's answer time per send (`accepted` or `error`) |
 | `notify_worker_run_seconds` | histogram | `trigger` | duration of each send run |
@@ -54,6 +54,20 @@ Conventional names beside them (prometheus_client's counters, series `<name>_tot
 | `notify_worker_last_active_timestamp_seconds` | gauge | | newest worker start, resume or claim (Unix s; 0: never) |
 | `notify_last_status_webhook_timestamp_seconds` | gauge | | newest status webhook (Unix s; 0: none in a week) |
 | `notify_receipts_awaiting` | gauge | | sends of the last 15 min, past 2 min, with no status yet |
+
+The alert rules' series (reporting/metrics_totals.py), present from the first scrape at 0, so
+increase() sees a first failure, a new domain's or a new code's:
+
+| series | type | labels | value |
+|---|---|---|---|
+| `notify_outcomes_total` | counter | `outcome` | sent, failed, late_failed, filtered, held, expired, cancelled: each counter summed |
+| `notify_domain_outcomes_total` | counter | `domain`, `outcome` | sent and failed per domain, from its first queued row |
+| `notify_opt_outs_total` | counter | `kind` | `contact` (contacts opting out) and `blocked_send` (sends refused: opted out) |
+| `notify_throttled_total` | counter | `error_code` | Meta's rate-limit answers per throttling code (deferred, retried or failed) |
+
+No label takes its values from users or message ids: domains come from producers, codes from
+Meta and the engine, causes and reasons from fixed sets. Counters with label values known in
+advance (the code table's codes, deferral reasons, opt-out causes) start at 0.
 """
 
 from __future__ import annotations
@@ -86,6 +100,7 @@ from notify_pipeline.reporting.metrics_sql import (
     Snapshot,
     read_snapshot,
 )
+from notify_pipeline.reporting.metrics_totals import known_labels, totals
 from notify_pipeline.whatsapp.errors import throttling_codes
 
 DEFAULT_JOB = "notify_pipeline"
@@ -155,7 +170,13 @@ COUNTERS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ),
     ("swept", "notify_swept", "Claims of dead workers given back to the queue.", ()),
     ("worker_starts", "notify_worker_starts", "Send runs started, by what launched them.", ("trigger",)),
-    ("contacts_opted_out", "notify_contacts_opted_out", "Contacts that opted out, by reason.", ("reason",)),
+    (
+        "contacts_opted_out",
+        "notify_contacts_opted_out",
+        "Contacts that opted out, by cause (reply_keyword, operator, api, unknown); a STOP repeated, or "
+        "within an hour of the contact's own START, is not counted again.",
+        ("reason",),
+    ),
 )
 # Label-less counters exported at 0 before their first event, so panels show a line, not "no data".
 ALWAYS = ("delivered", "read", "swept")
@@ -176,8 +197,9 @@ class QueueMetricsCollector(Collector):
 
 
 def families(snap: Snapshot) -> list[Metric]:
-    """The metric families of one snapshot: the runbook's, then the conventional ones."""
-    return [*runbook(snap), *conventional(snap)]
+    """The metric families of one snapshot: the runbook's, the conventional ones, then the totals
+    the alert rules read."""
+    return [*runbook(snap), *conventional(snap), *totals(snap)]
 
 
 def _values(labels: Labels, names: Sequence[str]) -> list[str]:
@@ -185,9 +207,18 @@ def _values(labels: Labels, names: Sequence[str]) -> list[str]:
     return [found.get(name, "none") for name in names]
 
 
-def _counter(snap: Snapshot, name: str, family: str, help_text: str, label_names: Sequence[str]) -> Metric:
+def _counter(
+    snap: Snapshot,
+    name: str,
+    family: str,
+    help_text: str,
+    label_names: Sequence[str],
+    known: Sequence[Labels] = (),
+) -> Metric:
+    """A database counter; `known` label sets start at 0, so their first event is an increase
+    Prometheus sees (a series that first appears at its full value has no earlier sample)."""
     metric = CounterMetricFamily(family, help_text, labels=list(label_names))
-    values = snap.counter(name)
+    values = {**dict.fromkeys(known, 0), **snap.counter(name)}
     if not values and not label_names and name in ALWAYS:
         metric.add_metric([], 0)
     for labels, value in sorted(values.items()):
@@ -297,7 +328,8 @@ def conventional(snap: Snapshot) -> list[Metric]:
             value=snap.oldest_due_s,
         ),
     ]
-    counters = [_counter(snap, *spec) for spec in COUNTERS]
+    known = known_labels(snap)
+    counters = [_counter(snap, *spec, known.get(spec[0], ())) for spec in COUNTERS]
     histograms = [
         _histogram(
             snap,

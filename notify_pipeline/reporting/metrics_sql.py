@@ -7,7 +7,8 @@ Two kinds of numbers, both from the database, so every exporter and every `serve
   drain's write-back, status webhooks, recorded events). They only go up: a stop, a resume, a
   retry of failed rows or a clean-up of old events cannot lower them.
 - Gauges of the present: the queue's shape (reporting/figures.py, the one definition of due,
-  waiting, claimed and oldest due that status, diagnose and the alerts use too), the
+  waiting, claimed and oldest due that status, diagnose and the alerts use too), the domains
+  with queued rows (so a new domain's series can start at 0 before its first outcome), the
   pause flag and sender holds, the newest worker activity and the newest status webhook (each a
   max() on an index), and the sends still waiting for a status (`notifications_delivery_idx`).
 
@@ -99,6 +100,7 @@ class Snapshot:
     receipts_awaiting: int = 0  # sent in the no-receipts window, past its grace, no status yet
     paused: bool = False
     held_senders: tuple[str, ...] = ()
+    queued_domains: tuple[str, ...] = ()  # domains with queued rows (figures.queue_figures)
 
     def counter(self, name: str) -> dict[Labels, int]:
         return self.counters.get(name, {})
@@ -106,6 +108,19 @@ class Snapshot:
     def total(self, name: str, **match: str) -> int:
         """The sum of a counter over every label set that carries `match`."""
         return sum(v for labels, v in self.counter(name).items() if set(match.items()) <= set(labels))
+
+    def domains(self) -> tuple[str, ...]:
+        """Every domain known now: with queued rows, or in any counter. Every queued row ends in a
+        counter of its domain (sent, failed, filtered, held, expired, cancelled), so a domain
+        once known stays known and its series never vanish."""
+        counted = {
+            value
+            for per in self.counters.values()
+            for labels in per
+            for key, value in labels
+            if key == "domain"
+        }
+        return tuple(sorted(counted | set(self.queued_domains)))
 
 
 def labels_of(value: Mapping[str, object] | None) -> Labels:
@@ -121,7 +136,7 @@ def read_snapshot(conn: psycopg.Connection, *, statement_timeout_ms: int = STATE
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         # Local to this transaction: the caller's connection keeps its own timeout afterwards.
         conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(statement_timeout_ms)}ms",))
-        shape = figures.queue_shape(conn)
+        queue = figures.queue_figures(conn)
         counter_rows = conn.execute(COUNTERS).fetchall()
         histogram_rows = conn.execute(HISTOGRAMS).fetchall()
         worker_at, status_at, awaiting, paused, held = conn.execute(
@@ -135,6 +150,7 @@ def read_snapshot(conn: psycopg.Connection, *, statement_timeout_ms: int = STATE
     counters: dict[str, dict[Labels, int]] = {}
     for name, labels, value in counter_rows:
         counters.setdefault(name, {})[labels_of(labels)] = int(value)
+    shape = queue.total
     return Snapshot(
         due=shape.due,
         waiting=shape.waiting,
@@ -147,6 +163,7 @@ def read_snapshot(conn: psycopg.Connection, *, statement_timeout_ms: int = STATE
         receipts_awaiting=awaiting,
         paused=bool(paused),
         held_senders=tuple(held),
+        queued_domains=tuple(queue.by_domain),
     )
 
 

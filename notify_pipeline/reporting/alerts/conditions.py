@@ -203,11 +203,14 @@ def worker_health(r: WorkerReading, t: Thresholds) -> Verdict:
 
 def opt_out_spike(r: OptOutReading, t: Thresholds) -> Verdict:
     """More than opt_outs_per_hour opt-outs in the last hour: contacts opting out plus sends
-    blocked because the contact had opted out."""
+    blocked because the contact had opted out. Contacts, not events: a contact repeating STOP, or
+    alternating STOP and START, counts once (readings.read_opt_outs)."""
     total = r.contacts + r.blocked_sends
     numbers = {
         "contacts": r.contacts,
         "blocked_sends": r.blocked_sends,
+        "repeats": r.repeats,
+        "causes": r.causes,
         "reasons": r.reasons,
         "threshold": t.opt_outs_per_hour,
         "window_s": r.window_s,
@@ -224,13 +227,18 @@ def opt_out_spike(r: OptOutReading, t: Thresholds) -> Verdict:
         f"{r.contacts:,} contacts opted out, {r.blocked_sends:,} sends blocked because the contact had opted out"
     )
     reasons = sorted(r.reasons.items(), key=lambda item: (-item[1], item[0]))[:3]
-    facts = (f"Reasons: {', '.join(f'{why} {n:,}' for why, n in reasons)}.",) if reasons else ()
+    facts = [f"Reasons: {', '.join(f'{why} {n:,}' for why, n in reasons)}."] if reasons else []
+    if r.repeats:
+        facts.append(
+            f"{r.repeats:,} more opt-outs were the same contacts again (STOP repeated, or within an hour "
+            "of their own START): not counted."
+        )
     first = (
         "What was sent just before? Check recent campaigns and templates (campaign_id, template_name of "
         "the last hour's sends) and pause the campaign if it is the cause; blocked sends mean a producer "
         "keeps queuing to opted-out contacts."
     )
-    return Verdict(True, headline, facts, first, numbers)
+    return Verdict(True, headline, tuple(facts), first, numbers)
 
 
 def throttling(r: ThrottleReading, t: Thresholds) -> Verdict:

@@ -71,9 +71,11 @@ class WorkerReading:
 @dataclass(frozen=True)
 class OptOutReading:
     window_s: float
-    contacts: int  # CONTACT_OPTED_OUT events (mark_opted_out)
+    contacts: int  # contacts opting out (mark_opted_out's counted events: once per change of mind)
     blocked_sends: int  # rows failed at send time because the contact had opted out
-    reasons: dict[str, int]
+    reasons: dict[str, int]  # of the contacts: the reasons given, message ids left out
+    repeats: int = 0  # opt-outs not counted: a STOP repeated, or within an hour of the contact's START
+    causes: dict[str, int] = field(default_factory=dict)  # of the contacts: figures.OPT_OUT_CAUSES
 
 
 @dataclass(frozen=True)
@@ -148,15 +150,30 @@ def read_worker(conn: psycopg.Connection) -> WorkerReading:
     return WorkerReading(switches(conn), start_age, claim_age, due, oldest)
 
 
+# Contacts, not events: mark_opted_out marks whether an opt-out counts (migration 0012), so one
+# number alternating STOP and START is one contact; events recorded before 0012 all count. A reply's
+# reason names its inbound message: grouped without it, so a hundred replies read as one reason.
+OPT_OUTS = r"""
+SELECT coalesce(regexp_replace(details->>'reason', '\s*\(inbound [^)]*\)$', ''), 'unknown'),
+       notify_opt_out_cause(details->>'reason', details->>'actor'),
+       details->'counted' IS DISTINCT FROM 'false'::jsonb,
+       count(*)::int
+  FROM observability_events
+ WHERE event_type = 'CONTACT_OPTED_OUT' AND created_at > now() - make_interval(secs => %s)
+ GROUP BY 1, 2, 3
+"""
+
+
 def read_opt_outs(conn: psycopg.Connection, window_s: float) -> OptOutReading:
-    reasons = dict(
-        conn.execute(
-            "SELECT coalesce(details->>'reason', 'unknown'), count(*)::int FROM observability_events "
-            "WHERE event_type = 'CONTACT_OPTED_OUT' AND created_at > now() - make_interval(secs => %s) "
-            "GROUP BY 1",
-            (window_s,),
-        ).fetchall()
-    )
+    reasons: dict[str, int] = {}
+    causes: dict[str, int] = {}
+    repeats = 0
+    for reason, cause, counted, count in conn.execute(OPT_OUTS, (window_s,)).fetchall():
+        if not counted:
+            repeats += count
+            continue
+        reasons[reason] = reasons.get(reason, 0) + count
+        causes[cause] = causes.get(cause, 0) + count
     # 'failed' (a worker's verdict), not 'cancelled': mark_opted_out's own cancellations are the
     # opt-out itself, already counted once by its CONTACT_OPTED_OUT event.
     blocked = conn.execute(
@@ -164,7 +181,7 @@ def read_opt_outs(conn: psycopg.Connection, window_s: float) -> OptOutReading:
         "AND event_type = 'failed' AND details->>'error_code' = 'opted_out'",
         (window_s,),
     ).fetchone()[0]
-    return OptOutReading(window_s, sum(reasons.values()), blocked, reasons)
+    return OptOutReading(window_s, sum(causes.values()), blocked, reasons, repeats, causes)
 
 
 def read_throttling(conn: psycopg.Connection, window_s: float) -> ThrottleReading:
