@@ -3,7 +3,10 @@ applied as notify-pipeline serve applies them (webhook_events rows, then notify_
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import datetime
+from typing import Any
 
 import psycopg
 
@@ -68,3 +71,44 @@ def any_status_arrives(conn: psycopg.Connection) -> None:
     """A status webhook arrives (for a message no row carries: it waits, and still proves the
     subscription delivers)."""
     store_status(conn, "wamid.UNKNOWN", "sent")
+
+
+# -- webhook bodies shaped as Meta sends them, dated now unless told -----------------------------
+
+METADATA = {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"}
+
+
+def unix(seconds_ago: float = 0) -> int:
+    return int(time.time() - seconds_ago)
+
+
+def webhook_body(value: dict[str, Any], field: str = "messages") -> bytes:
+    """One change of `field` in one entry, as Meta posts it."""
+    change = {"value": {"messaging_product": "whatsapp", "metadata": METADATA, **value}, "field": field}
+    return json.dumps(
+        {"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [change]}]}
+    ).encode()
+
+
+def status_item(wamid: str, status: str = "delivered", at: int | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": wamid,
+        "status": status,
+        "timestamp": str(unix() if at is None else at),
+        "recipient_id": "250788000001",
+        **extra,
+    }
+
+
+def inbound_item(message_id: str, text: str, sender: str = "250788000003", at: int | None = None) -> dict:
+    return {
+        "from": sender,
+        "id": message_id,
+        "timestamp": str(unix() if at is None else at),
+        "type": "text",
+        "text": {"body": text},
+    }
+
+
+def preference_item(wa_id: str, value: str, at: int) -> dict[str, Any]:
+    return {"wa_id": wa_id, "category": "marketing_messages", "value": value, "timestamp": at}

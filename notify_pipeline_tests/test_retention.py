@@ -43,7 +43,8 @@ def aged(db) -> dict[str, int]:
         "('failure_rate', 'firing', 'old but firing', now() - interval '200 days', NULL), "
         "('queue_depth', 'resolved', 'recent', now() - interval '2 days', now() - interval '1 day')"
     )
-    return {"notification_audit_log": 7, "observability_events": 5, "alerts": 1}
+    # webhook_events have their own window (test_webhook_hygiene_retention.py): none here.
+    return {"notification_audit_log": 7, "observability_events": 5, "alerts": 1, "webhook_events": 0}
 
 
 def test_dry_run_counts_and_deletes_nothing(db, aged) -> None:
@@ -59,7 +60,12 @@ def test_dry_run_counts_and_deletes_nothing(db, aged) -> None:
 def test_cleanup_deletes_only_old_rows_in_batches_and_never_notifications(db, aged) -> None:
     report = retention.cleanup(db, "op", older_than_days=90, batch_size=2, dry_run=False)
     assert report.rows == aged
-    assert report.batches == {"notification_audit_log": 4, "observability_events": 3, "alerts": 1}
+    assert report.batches == {
+        "notification_audit_log": 4,
+        "observability_events": 3,
+        "alerts": 1,
+        "webhook_events": 0,
+    }
     assert count(db, "notifications") == 12
     assert count(db, "notification_audit_log") == 5
     assert db.execute("SELECT count(*) FROM observability_events WHERE event_type = 'OLD'").fetchone()[0] == 0
@@ -68,7 +74,13 @@ def test_cleanup_deletes_only_old_rows_in_batches_and_never_notifications(db, ag
     (event,) = db.execute(
         "SELECT details FROM observability_events WHERE event_type = 'RETENTION_CLEANUP'"
     ).fetchone()
-    assert event == {"older_than_days": 90, "deleted": aged, "batches": report.batches, "actor": "op"}
+    assert event == {
+        "older_than_days": 90,
+        "webhook_days": retention.DEFAULT_WEBHOOK_DAYS,
+        "deleted": aged,
+        "batches": report.batches,
+        "actor": "op",
+    }
     assert retention.cleanup(db, "op", dry_run=False).rows == dict.fromkeys(aged, 0)
 
 

@@ -204,7 +204,8 @@ def test_a_late_131049_requeues_a_marketing_row_once_after_24_hours_then_fails(d
             "WHERE id = %s",
             (promo,),
         )
-        _late_failure(service, "wamid.PROMO2", failed_at + 86_500)
+        # Dated a minute on, not a day: the service refuses timestamps more than minutes ahead.
+        _late_failure(service, "wamid.PROMO2", failed_at + 60)
     final = row(db, promo)
     assert (final["status"], final["last_error_code"]) == ("failed", "131049")
     assert "not delivered again" in final["error_message"]

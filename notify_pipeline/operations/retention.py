@@ -1,9 +1,13 @@
 """Retention: delete audit-log rows, observability events and resolved alert episodes older than N
-days (the runbook's weekly clean-up, > 90 days by default).
+days (the runbook's weekly clean-up, > 90 days by default), and webhook_events (every update Meta
+posted, about 740 bytes each) older than their own M days (14 by default).
 
 Deletes run in short batches (`DELETE ... WHERE id IN (SELECT id ... LIMIT n)`), each its own
 transaction, so no single long transaction holds locks or pins vacuum while the queue runs. The
-notifications table is never touched; firing alerts are kept whatever their age.
+notifications table is never touched; firing alerts are kept whatever their age. webhook_events
+are kept at least receipts.bounds.MIN_KEEP_DAYS, longer than Meta retries an update and than the
+window its timestamps are accepted in: a replay then finds its key, or is refused by its date,
+never applied twice; a status still waiting for its message id is kept as long, then goes.
 
 `prune_dagster_runs` does the same for Dagster's own storage: old finished runs that touched no
 asset, with their event logs, compute logs and storage folders.
@@ -21,6 +25,7 @@ from typing import Any
 import psycopg
 
 from notify_pipeline.engine.operations import record
+from notify_pipeline.receipts.bounds import MIN_KEEP_DAYS
 
 DEFAULT_DAYS = 90
 DEFAULT_BATCH = 5000
@@ -30,11 +35,14 @@ TABLES: dict[str, tuple[str, str]] = {
     "observability_events": ("created_at", "true"),
     "alerts": ("resolved_at", "state = 'resolved'"),
 }
+WEBHOOK_EVENTS = "webhook_events"  # on webhook_events_received_at_idx, with its own age
+DEFAULT_WEBHOOK_DAYS = 14
 
 
 @dataclass
 class RetentionReport:
     cutoff: datetime
+    webhook_cutoff: datetime | None = None  # webhook_events older than this go
     rows: dict[str, int] = field(default_factory=dict)  # deleted (or matching, in a dry run)
     batches: dict[str, int] = field(default_factory=dict)
     dry_run: bool = True
@@ -42,17 +50,38 @@ class RetentionReport:
     def as_dict(self) -> dict[str, Any]:
         return {
             "cutoff": self.cutoff.isoformat(),
+            "webhook_cutoff": self.webhook_cutoff.isoformat() if self.webhook_cutoff else None,
             "rows": self.rows,
             "batches": self.batches,
             "dry_run": self.dry_run,
         }
 
 
-def validate(older_than_days: int, batch_size: int) -> None:
+def validate(older_than_days: int, batch_size: int, webhook_days: int = DEFAULT_WEBHOOK_DAYS) -> None:
     if older_than_days < 1:
         raise ValueError("older than days must be at least 1: 0 would delete the whole audit trail")
     if not 1 <= batch_size <= 50_000:
         raise ValueError("batch size must be between 1 and 50000")
+    if webhook_days < MIN_KEEP_DAYS:
+        raise ValueError(
+            f"webhook events must be kept at least {MIN_KEEP_DAYS} days: Meta retries an update for "
+            "7 days, and one whose record is gone sooner would be applied twice"
+        )
+
+
+def _delete_in_batches(conn: psycopg.Connection, table: str, where: str, params: dict) -> tuple[int, int]:
+    """Delete the rows matching `where`, `params["n"]` per transaction; (rows, batches)."""
+    deleted = batches = 0
+    while True:
+        with conn.transaction():
+            cur = conn.execute(
+                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {where} LIMIT %(n)s)", params
+            )
+        if cur.rowcount:
+            batches += 1
+            deleted += cur.rowcount
+        if cur.rowcount < params["n"]:
+            return deleted, batches
 
 
 def cleanup(
@@ -63,39 +92,37 @@ def cleanup(
     batch_size: int = DEFAULT_BATCH,
     dry_run: bool = True,
     include_alerts: bool = True,
+    webhook_days: int = DEFAULT_WEBHOOK_DAYS,
 ) -> RetentionReport:
     """Count (dry run) or delete old rows table by table, batch by batch; records RETENTION_CLEANUP."""
-    validate(older_than_days, batch_size)
-    cutoff = conn.execute("SELECT now() - make_interval(days => %s)", (older_than_days,)).fetchone()[0]
-    report = RetentionReport(cutoff=cutoff, dry_run=dry_run)
-    for table, (column, extra) in TABLES.items():
+    validate(older_than_days, batch_size, webhook_days)
+    cutoff, webhook_cutoff = conn.execute(
+        "SELECT now() - make_interval(days => %s), now() - make_interval(days => %s)",
+        (older_than_days, webhook_days),
+    ).fetchone()
+    report = RetentionReport(cutoff=cutoff, webhook_cutoff=webhook_cutoff, dry_run=dry_run)
+    plan = [
+        (table, f"{column} < %(cutoff)s AND {extra}", cutoff) for table, (column, extra) in TABLES.items()
+    ]
+    plan.append((WEBHOOK_EVENTS, "received_at < %(cutoff)s", webhook_cutoff))
+    for table, where, table_cutoff in plan:
         if table == "alerts" and not include_alerts:
             continue
-        where = f"{column} < %(cutoff)s AND {extra}"
         if dry_run:
             report.rows[table] = conn.execute(
-                f"SELECT count(*) FROM {table} WHERE {where}", {"cutoff": cutoff}
+                f"SELECT count(*) FROM {table} WHERE {where}", {"cutoff": table_cutoff}
             ).fetchone()[0]
             continue
-        deleted = batches = 0
-        while True:
-            with conn.transaction():
-                cur = conn.execute(
-                    f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {where} LIMIT %(n)s)",
-                    {"cutoff": cutoff, "n": batch_size},
-                )
-            if cur.rowcount:
-                batches += 1
-                deleted += cur.rowcount
-            if cur.rowcount < batch_size:
-                break
-        report.rows[table], report.batches[table] = deleted, batches
+        report.rows[table], report.batches[table] = _delete_in_batches(
+            conn, table, where, {"cutoff": table_cutoff, "n": batch_size}
+        )
     if not dry_run:
         record(
             conn,
             "RETENTION_CLEANUP",
             {
                 "older_than_days": older_than_days,
+                "webhook_days": webhook_days,
                 "deleted": report.rows,
                 "batches": report.batches,
                 "actor": actor,

@@ -7,10 +7,13 @@ events change whatsapp_templates at once, with template sync's rules (operations
 a held status holds the template's rows, a terminal one fails its waiting rows, APPROVED switches
 back on a template a sync switched off and sends its held rows now. Each update is stored once: a
 replay, or the same update re-batched into another body, finds its key taken and changes nothing.
+An update dated outside Meta's window (receipts/bounds.py) is stored settled, with the reason as
+its outcome, and not applied.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -24,22 +27,19 @@ from notify_pipeline.receipts.keywords import classify
 from notify_pipeline.receipts.parse import Update
 from notify_pipeline.redact import mask_number
 
+log = logging.getLogger(__name__)
+
 INSERT_EVENTS = """
 INSERT INTO webhook_events (kind, update_key, wa_message_id, wa_id, status, status_at, error_code,
-                            error_message, pricing_category, billable, payload)
-SELECT * FROM unnest(%(kind)s::text[], %(key)s::text[], %(wamid)s::text[], %(wa_id)s::text[],
-                     %(status)s::text[], %(at)s::timestamptz[], %(code)s::text[], %(message)s::text[],
-                     %(category)s::text[], %(billable)s::boolean[], %(payload)s::jsonb[])
+                            error_message, pricing_category, billable, payload, outcome, applied_at)
+SELECT u.*, CASE WHEN u.outcome IS NOT NULL THEN now() END
+  FROM unnest(%(kind)s::text[], %(key)s::text[], %(wamid)s::text[], %(wa_id)s::text[],
+              %(status)s::text[], %(at)s::timestamptz[], %(code)s::text[], %(message)s::text[],
+              %(category)s::text[], %(billable)s::boolean[], %(payload)s::jsonb[], %(refused)s::text[])
+       AS u(kind, update_key, wa_message_id, wa_id, status, status_at, error_code, error_message,
+            pricing_category, billable, payload, outcome)
 ON CONFLICT (kind, update_key) DO NOTHING
-RETURNING id, kind, update_key
-"""
-
-# Statuses that wait for their message id are retried now and then, in case the drain recorded
-# the id in a transaction that overlapped the one that stored the status.
-RETRY_WAITING = """
-SELECT notify_apply_statuses(array(
-    SELECT id FROM webhook_events WHERE kind = 'status' AND applied_at IS NULL
-       AND received_at > now() - interval '7 days' ORDER BY id LIMIT 5000))
+RETURNING id, kind, update_key, outcome IS NOT NULL
 """
 
 
@@ -47,6 +47,7 @@ SELECT notify_apply_statuses(array(
 class Ingested:
     stored: int = 0  # new updates (the rest were replays)
     replayed: int = 0
+    refused: int = 0  # dated outside Meta's window: stored, not applied
     statuses_applied: int = 0
     opted_out: int = 0
     opted_in: int = 0
@@ -75,6 +76,7 @@ def _params(updates: Sequence[Update]) -> dict[str, list]:
         "category": [u.pricing_category for u in updates],
         "billable": [u.billable for u in updates],
         "payload": [Jsonb(u.payload) for u in updates],
+        "refused": [u.refused for u in updates],
     }
 
 
@@ -88,13 +90,17 @@ async def ingest_async(conn: psycopg.AsyncConnection, updates: Sequence[Update])
     stored = await cur.fetchall()
     result.stored, result.replayed = len(stored), len(updates) - len(stored)
     by_key = {(u.kind, u.key): u for u in unique}
-    status_ids = [row_id for row_id, kind, _ in stored if kind == "status"]
+    status_ids = [row_id for row_id, kind, _, refused in stored if kind == "status" and not refused]
     if status_ids:
         cur = await conn.execute("SELECT notify_apply_statuses(%s)", (status_ids,))
         result.statuses_applied = (await cur.fetchone())[0]
-    for row_id, kind, key in stored:
+    for row_id, kind, key, refused in stored:
         result.kinds[kind] = result.kinds.get(kind, 0) + 1
         update = by_key[(kind, key)]
+        if refused:
+            result.refused += 1
+            log.warning("webhook update %s (%s) %s: stored, not applied", row_id, kind, update.refused)
+            continue
         if kind == "message":
             await _inbound(conn, row_id, update, result)
         elif kind == "user_preference":

@@ -1,5 +1,5 @@
-"""Clean-up job and its weekly schedule: the runbook's > 90 days audit-log clean-up, and Dagster's
-own runs that touched no asset (> 30 days), with their logs and files.
+"""Clean-up job and its weekly schedule: the runbook's > 90 days audit-log clean-up, webhook_events
+(> 14 days), and Dagster's own runs that touched no asset (> 30 days), with their logs and files.
 
 Also the location's IO manager: every op here reports through metadata and no op reads another's
 output, so outputs are not written anywhere (the default would pickle each one under
@@ -13,6 +13,7 @@ from pydantic import Field
 
 from notify_pipeline.defs.resources import QueueDatabase
 from notify_pipeline.operations import retention
+from notify_pipeline.receipts.bounds import MIN_KEEP_DAYS
 
 
 class DiscardOutputsIOManager(dg.ConfigurableIOManager):
@@ -38,6 +39,12 @@ class CleanupConfig(dg.Config):
         default=retention.DEFAULT_BATCH, ge=1, le=50_000, description="Rows per transaction."
     )
     include_alerts: bool = Field(default=True, description="Also delete resolved alert episodes.")
+    webhook_days: int = Field(
+        default=retention.DEFAULT_WEBHOOK_DAYS,
+        ge=MIN_KEEP_DAYS,
+        description="Delete webhook_events received longer ago than this (applied, refused, or "
+        f"waiting for a message id that never landed). At least {MIN_KEEP_DAYS}: Meta retries for 7 days.",
+    )
     dry_run: bool = Field(default=True, description="Count only. Set false to delete.")
 
 
@@ -57,7 +64,8 @@ class RunCleanupConfig(dg.Config):
 def delete_old_audit_rows(
     context: dg.OpExecutionContext, config: CleanupConfig, queue_db: QueueDatabase
 ) -> dict:
-    """Delete (or count) old audit-log rows, observability events and resolved alerts, in batches."""
+    """Delete (or count) old audit-log rows, observability events, resolved alerts and webhook
+    events, in batches."""
     actor = f"{context.job_name}:{context.run_id[:8]}"
     with queue_db.connection(actor=actor) as conn:
         report = retention.cleanup(
@@ -67,11 +75,13 @@ def delete_old_audit_rows(
             batch_size=config.batch_size,
             dry_run=config.dry_run,
             include_alerts=config.include_alerts,
+            webhook_days=config.webhook_days,
         )
     context.add_output_metadata(
         {
             "dry_run": report.dry_run,
             "cutoff": report.cutoff.isoformat(),
+            "webhook_cutoff": report.webhook_cutoff.isoformat() if report.webhook_cutoff else "",
             "rows": dg.MetadataValue.json(report.rows),
             "batches": dg.MetadataValue.json(report.batches),
         }
@@ -101,7 +111,7 @@ def delete_old_dagster_runs(context: dg.OpExecutionContext, config: RunCleanupCo
 @dg.job(
     executor_def=dg.in_process_executor,
     description="Delete audit-log rows, observability events and resolved alerts older than N days, "
-    "and Dagster runs older than M days that touched no asset.",
+    "webhook events older than W days, and Dagster runs older than M days that touched no asset.",
 )
 def audit_log_cleanup_job() -> None:
     delete_old_audit_rows()
@@ -119,6 +129,7 @@ audit_log_cleanup_schedule = dg.ScheduleDefinition(
         }
     ),
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Weekly (Sunday 02:30 UTC): delete audit rows and events older than 90 days, in batches, "
-    "and Dagster runs older than 30 days that touched no asset, with their logs and files.",
+    description="Weekly (Sunday 02:30 UTC): delete audit rows and events older than 90 days and webhook "
+    "events older than 14 days, in batches, and Dagster runs older than 30 days that touched no asset, "
+    "with their logs and files.",
 )
