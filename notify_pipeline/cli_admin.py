@@ -170,7 +170,18 @@ def template_sync(confirm: bool) -> None:
 
 @click.command("cleanup")
 @click.option(
-    "--older-than-days", type=Number(int, hi=36_600), default=retention.DEFAULT_DAYS, show_default=True
+    "--older-than-days",
+    type=Number(int, hi=36_600),
+    default=retention.DEFAULT_DAYS,
+    show_default=True,
+    help="Age in days past which audit-log rows, observability events and resolved alerts go.",
+)
+@click.option(
+    "--webhook-days",
+    type=Number(int, hi=36_600),
+    default=retention.DEFAULT_WEBHOOK_DAYS,
+    show_default=True,
+    help="Age in days past which stored webhook updates go (at least Meta's retry window).",
 )
 @click.option(
     "--batch-size",
@@ -181,10 +192,13 @@ def template_sync(confirm: bool) -> None:
 )
 @click.option("--keep-alerts", is_flag=True, help="Do not delete resolved alert episodes.")
 @click.option("--confirm", is_flag=True, help="Delete; without it, only count.")
-def cleanup_command(older_than_days: int, batch_size: int, keep_alerts: bool, confirm: bool) -> None:
-    """Delete audit-log rows, observability events and resolved alerts older than N days, in batches."""
+def cleanup_command(
+    older_than_days: int, webhook_days: int, batch_size: int, keep_alerts: bool, confirm: bool
+) -> None:
+    """Delete audit-log rows, observability events, resolved alerts and stored webhook updates
+    older than their retention, in batches."""
     try:
-        retention.validate(older_than_days, batch_size)
+        retention.validate(older_than_days, batch_size, webhook_days)
     except ValueError as exc:
         raise _operator_error(exc) from exc
     with queue_connection("cleanup") as conn:
@@ -192,6 +206,7 @@ def cleanup_command(older_than_days: int, batch_size: int, keep_alerts: bool, co
             conn,
             "cli",
             older_than_days=older_than_days,
+            webhook_days=webhook_days,
             batch_size=batch_size,
             dry_run=not confirm,
             include_alerts=not keep_alerts,

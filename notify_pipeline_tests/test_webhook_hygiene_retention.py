@@ -78,3 +78,17 @@ def test_the_weekly_cleanup_job_deletes_old_webhook_events(db, db_url, webhook_r
     assert keys(db) == {"recent-applied", "recent-waiting", "recent-refused"}
     with pytest.raises(Exception, match="webhook_days"):
         retention_jobs.CleanupConfig(webhook_days=MIN_KEEP_DAYS - 1)
+
+
+def test_cli_cleanup_takes_the_webhook_window_and_refuses_one_shorter_than_metas_retries(
+    db, db_url, webhook_rows
+) -> None:
+    from notify_pipeline_tests.test_cli import cli
+
+    env = {"NOTIFY_DATABASE_URL": db_url}
+    short = cli("cleanup", "--webhook-days", str(MIN_KEEP_DAYS - 1), "--confirm", env=env)
+    assert short.returncode == 2 and "at least" in short.stderr and keys(db) == {key for key, *_ in ROWS}
+    done = cli("cleanup", "--webhook-days", "15", "--confirm", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "webhook_events: deleted" in done.stdout
+    assert keys(db) == {key for key, days, _ in ROWS if days <= 15}
