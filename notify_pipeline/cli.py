@@ -87,7 +87,7 @@ def db_upgrade() -> None:
 @click.option("--show-password", is_flag=True, help="Print the password too (for psql or a script).")
 def db_url(show_password: bool) -> None:
     """Print the queue database URL in use (starting the embedded server if that is the one); the
-    password is masked unless --show-password."""
+    password (after the user name or as ?password=) is masked unless --show-password."""
     url = _queue_url()
     click.echo(url if show_password else urls.mask(url))
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.engine import URL, make_url
 
+from notify_pipeline import redact
+
 
 class DatabaseUrlError(ValueError):
     """A database URL that cannot name a PostgreSQL database."""
@@ -48,9 +50,10 @@ def database_name(url: str) -> str:
 
 
 def mask(url: str) -> str:
-    """The URL with its password hidden, for messages and logs."""
+    """The URL with its password hidden, for messages and logs: the one after the user name and
+    one given as a query parameter (libpq takes ?password= and ?sslpassword= too)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return redact.hide_query_secrets(make_url(url).render_as_string(hide_password=True))
     except Exception:
         return "<unparseable database URL>"
 

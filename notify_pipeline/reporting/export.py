@@ -1,4 +1,5 @@
-"""Export the daily summary for reporting: CSV and Parquet files for a date range."""
+"""Export the daily summary for reporting: CSV and Parquet files for a date range, readable by
+their owner only (0600; new folders 0700)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import psycopg
+
+from notify_pipeline.private_files import make_dirs, open_private
 
 FORMATS = ("csv", "parquet")
 
@@ -38,13 +41,16 @@ def export_summary(
     frame = load_summary(conn, start, end)
     # Parquet has no type for a dict column of varying keys: keep deferrals as JSON text.
     frame["deferrals"] = frame["deferrals"].map(lambda value: json.dumps(value, sort_keys=True))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(out_dir)
     written = []
     for fmt in formats:
         path = out_dir / f"daily_domain_summary_{start}_{end}.{fmt}"
+        # Opened 0600 by us: pandas would create the file with the umask's mode (often 0644).
         if fmt == "csv":
-            frame.to_csv(path, index=False)
+            with open_private(path, "w", newline="") as handle:
+                frame.to_csv(handle, index=False)
         else:
-            frame.to_parquet(path, index=False)
+            with open_private(path, "wb") as handle:
+                frame.to_parquet(handle, index=False)
         written.append(path)
     return written

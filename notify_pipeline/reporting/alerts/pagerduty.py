@@ -23,7 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from notify_pipeline.reporting.alerts.sink import BUDGET_S, Delivery, post_json, scrub
+from notify_pipeline.reporting.alerts.sink import BUDGET_S, Delivery, hide, post_json, scrub
 
 DEFAULT_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 SOURCE = "notify-pipeline"
@@ -88,13 +88,13 @@ class PagerDuty:
         self.events_url = events_url
         self.timeout_s, self.retries, self.backoff_s, self.budget_s = timeout_s, retries, backoff_s, budget_s
         self._sleep = sleep
-        scrub(routing_key)
+        scrub(routing_key, REDACTED)
 
     def __repr__(self) -> str:  # never show the key, even in a traceback's locals
         return f"PagerDuty({REDACTED}, events_url={self.events_url!r})"
 
     def redact(self, text: str) -> str:
-        return text.replace(self._routing_key, REDACTED) if self._routing_key else text
+        return hide(text, self._routing_key, REDACTED)
 
     def send(self, event: dict[str, Any]) -> Delivery:
         return post_json(

@@ -1,8 +1,11 @@
 """Where alerts go: a Slack-compatible incoming webhook, or nowhere but the alerts table.
 
 The webhook URL is a secret (a Slack webhook URL carries its token in the path). It is held only
-by WebhookSink, never written to alerts, logs or metadata: delivery errors are recorded without
-it, and httpx's own "HTTP Request: POST <url>" log line is scrubbed by a filter installed here.
+by WebhookSink, never written to alerts, logs or metadata: every text that comes back from a
+receiver (its error body, which may echo the path: `404 Cannot POST /services/<token>`) or from
+the transport goes through notify_pipeline.redact with the URL's secret parts before it is kept
+in a Delivery, and httpx's own "HTTP Request: POST <url>" log line is scrubbed by a filter
+installed here.
 Delivery has explicit timeouts and a few retries with exponential backoff on 5xx, 429 and
 network errors; other 4xx answers (a revoked or mistyped webhook) are final at once. Delivery
 never raises: a malformed URL or any transport problem is a failed Delivery, recorded by the
@@ -20,11 +23,15 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from notify_pipeline.redact import scrub as scrub_text
+
 REDACTED = "<alert webhook>"
 MAX_RETRY_AFTER_S = 5.0  # a sensor tick has about a minute: never sleep long on Retry-After
 # One message's delivery, every attempt and backoff included, never takes longer than this: a tick
 # may post to the webhook and to PagerDuty, and must stay well inside the sensor's 60 s.
 BUDGET_S = 15.0
+ERROR_CHARS = 200  # of a receiver's answer kept in a failed Delivery's error
+SCRUB_CHARS = 4096  # of it read and scrubbed first (a token cut at 200 would no longer match)
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,12 @@ class Delivery:
     attempts: int = 0
     status: int | None = None
     error: str | None = None
+
+    def __post_init__(self) -> None:
+        # Whoever built it, a Delivery's error (stored in alerts.details, logged, shown in Dagster)
+        # holds no secret the environment names and no full phone number.
+        if self.error:
+            object.__setattr__(self, "error", scrub_text(self.error))
 
     def as_json(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -62,19 +75,27 @@ class RecordOnly:
         return Delivery(ok=True, channel="none", error=self.why)
 
 
+def hide(text: str, secret: str, label: str) -> str:
+    """`text` with `secret` shown as `label`, and every secret part of it (a URL's path, token and
+    query secrets, their URL-encoded forms) and every secret the environment names removed."""
+    if secret:
+        text = text.replace(secret, label)
+    return scrub_text(text, (secret,), numbers=False)
+
+
 class _Scrub(logging.Filter):
-    """Replaces registered secrets in log records (httpx logs every request URL at INFO)."""
+    """Scrubs registered secrets from log records (httpx logs every request URL at INFO)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.secrets: set[str] = set()
+        self.secrets: dict[str, str] = {}  # secret -> the label shown instead
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
-            text = record.getMessage()
-            if any(secret in text for secret in self.secrets):
-                for secret in self.secrets:
-                    text = text.replace(secret, REDACTED)
+            text = original = record.getMessage()
+            for secret, label in self.secrets.items():
+                text = hide(text, secret, label)
+            if text != original:
                 record.msg, record.args = text, ()
         return True
 
@@ -83,10 +104,10 @@ _SCRUB = _Scrub()
 logging.getLogger("httpx").addFilter(_SCRUB)
 
 
-def scrub(secret: str) -> None:
-    """Keep `secret` out of httpx's log lines from now on."""
+def scrub(secret: str, label: str = REDACTED) -> None:
+    """Keep `secret` (and its parts) out of httpx's log lines from now on."""
     if secret:
-        _SCRUB.secrets.add(secret)
+        _SCRUB.secrets[secret] = label
 
 
 class WebhookSink:
@@ -111,7 +132,7 @@ class WebhookSink:
         return f"WebhookSink({REDACTED}, timeout_s={self.timeout_s}, retries={self.retries})"
 
     def redact(self, text: str) -> str:
-        return text.replace(self._url, REDACTED)
+        return hide(text, self._url, REDACTED)
 
     def deliver(self, payload: dict[str, Any]) -> Delivery:
         return post_json(
@@ -137,7 +158,7 @@ def post_json(
     backoff_s: float,
     budget_s: float = BUDGET_S,
     sleep: Callable[[float], None] = time.sleep,
-    redact: Callable[[str], str] = lambda text: text,
+    redact: Callable[[str], str] = lambda text: scrub_text(text, numbers=False),
     clock: Callable[[], float] = time.monotonic,
 ) -> Delivery:
     """POST `payload` as JSON with retries on 5xx, 429 and network errors, never longer than
@@ -172,7 +193,10 @@ def post_json(
                     status = response.status_code
                     if 200 <= status < 300:
                         return Delivery(ok=True, channel=channel, attempts=attempt, status=status)
-                    error = redact(f"HTTP {status}: {response.text[:200]}".rstrip(": "))
+                    # Scrubbed before it is cut: a cut through an echoed token would leave a part
+                    # of it that matches no known secret.
+                    echoed = redact(response.text[:SCRUB_CHARS])[:ERROR_CHARS]
+                    error = f"HTTP {status}: {echoed}".rstrip(": ")
                     if status != 429 and status < 500:
                         break  # the receiver refused this message: retrying changes nothing
                     wait = max(wait, _retry_after(response))
