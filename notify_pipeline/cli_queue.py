@@ -12,7 +12,7 @@ from datetime import timedelta
 import click
 import psycopg
 
-from notify_pipeline import settings
+from notify_pipeline import redact, settings
 from notify_pipeline.cli_types import Number, OperatorError, Reason
 from notify_pipeline.db.connect import connect
 
@@ -142,12 +142,26 @@ def enqueue_command(
     show_default=True,
     help="Seconds to wait while another drain sends for this sender (one drain per sender).",
 )
-def send_command(max_seconds, batch_size, concurrency, throughput_per_s, serve, wait_for_sender) -> None:
+@click.option(
+    "--db-retry-seconds",
+    type=Number(float, 0, 3600, lo_open=True),
+    default=60.0,
+    show_default=True,
+    help="How long results are retried against a database that went away before they go to the "
+    "local journal.",
+)
+def send_command(
+    max_seconds, batch_size, concurrency, throughput_per_s, serve, wait_for_sender, db_retry_seconds
+) -> None:
     """Claim and send due notifications until nothing is due (or, with --serve, until the lifetime
-    ends). Prints the drain's report as JSON; exits 2 with one line when something failed."""
+    ends). Prints the drain's report as JSON; exits 2 with one line when something failed. SIGTERM
+    or Ctrl-C stops it cleanly: nothing more is sent, unsent rows are given back, exit 0.
+
+    If the database is away and the journal cannot be written either, the results stay in this
+    process's memory: it says so on stderr and does not exit until one of the two takes them."""
     from notify_pipeline.cli import OperatorError, _queue_url
     from notify_pipeline.engine.drain import run_drain
-    from notify_pipeline.engine.drain_config import DrainConfig
+    from notify_pipeline.engine.drain_config import DrainConfig, StopReason
 
     client = settings.whatsapp_client_settings()
     if not client.access_token or not client.phone_number_id:
@@ -164,7 +178,9 @@ def send_command(max_seconds, batch_size, concurrency, throughput_per_s, serve, 
             throughput_per_s=throughput_per_s or None,
             sender=settings.sender_key(),
             lock_wait_s=wait_for_sender,
+            db_retry_s=db_retry_seconds,
             trigger="cli",
+            notice=lambda line: click.echo(redact.scrub(f"notify-pipeline: {line}"), err=True),
         )
     except ValueError as exc:
         raise OperatorError(str(exc)) from exc
@@ -173,6 +189,12 @@ def send_command(max_seconds, batch_size, concurrency, throughput_per_s, serve, 
     except psycopg.OperationalError as exc:
         raise OperatorError(f"cannot reach the queue database: {str(exc).strip().splitlines()[0]}") from None
     click.echo(json.dumps(report.as_dict(), indent=2))
+    if report.stopped_by == StopReason.SIGNAL:  # SIGTERM (systemd, a deploy) or Ctrl-C: a planned stop
+        click.echo(
+            f"send stopped as asked (signal): sent {report.sent}, gave {report.released} row(s) back, "
+            "nothing in flight",
+            err=True,
+        )
     if report.stopped_by in ("auth_error", "account_error"):
         raise OperatorError(
             f"{report.fault}; sending stopped and the sender is held, the queue is intact: fix the "

@@ -12,6 +12,7 @@ from typing import Any
 
 from notify_pipeline.emulator.answers import Answer, MetaAPIError, error_answer, json_answer, unknown_object
 from notify_pipeline.emulator.control import build_control_app
+from notify_pipeline.emulator.phone_number import read_phone_number
 from notify_pipeline.emulator.send import handle_send
 from notify_pipeline.emulator.state import Emulator
 from notify_pipeline.emulator.template_list import list_templates
@@ -65,6 +66,8 @@ class EmulatorApp:
             if raw is None:
                 return None
             return await handle_send(self.emulator, parts[2], auth, raw, receive)
+        if len(parts) == 3 and method == "GET" and valid_version:
+            return read_phone_number(self.emulator, parts[2], auth)
         if not self.emulator.authorized(auth):
             raise MetaAPIError(
                 190,

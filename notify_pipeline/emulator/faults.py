@@ -29,6 +29,10 @@ class FaultRule:
     - timeout: the request is held `hold_s` seconds, or until the client hangs up. With `accepted`
       the message counts as sent all the same (Meta took it; the client never heard), and a client
       still waiting gets the success body; otherwise it gets `code`'s error (default 131000).
+
+    With `whole_api` (modes error and non_json, no recipient or template filter) the rule also
+    answers GETs of the phone number's node, which clients probe for reachability: an outage of
+    the whole API rather than of sending alone.
     """
 
     mode: str = "error"
@@ -44,6 +48,7 @@ class FaultRule:
     accepted: bool = False
     body: str | None = None
     content_type: str | None = None
+    whole_api: bool = False
     seed: int | None = None
     id: int = 0
     hits: int = 0
@@ -58,18 +63,28 @@ class FaultRule:
         return {name: getattr(self, name) for name in _PUBLIC}
 
     def matches(self, request: SendRequest) -> bool:
-        if self.max_count is not None and self.hits >= self.max_count:
+        if not self._has_room():
             return False
         if self.recipients is not None and request.wa_id not in self.recipients:
             return False
         if self.templates is not None and request.template_name not in self.templates:
             return False
+        return self._drawn()
+
+    def matches_node_read(self) -> bool:
+        """Whether this rule answers a GET of the phone number's node (see `whole_api`)."""
+        return self.whole_api and self._has_room() and self._drawn()
+
+    def _has_room(self) -> bool:
+        return self.max_count is None or self.hits < self.max_count
+
+    def _drawn(self) -> bool:
         return self.share >= 1.0 or self._rng.random() < self.share
 
 
 _PUBLIC = (
     "id", "mode", "code", "share", "recipients", "templates", "max_count", "http_status", "details",
-    "title", "hold_s", "accepted", "body", "content_type", "seed", "hits",
+    "title", "hold_s", "accepted", "body", "content_type", "whole_api", "seed", "hits",
 )  # fmt: skip
 _SETTABLE = frozenset(_PUBLIC) - {"id", "hits"}
 
@@ -97,6 +112,14 @@ class FaultBook:
     def match(self, request: SendRequest) -> FaultRule | None:
         for rule in self._rules:
             if rule.matches(request):
+                rule.hits += 1
+                return rule
+        return None
+
+    def match_node_read(self) -> FaultRule | None:
+        """The first `whole_api` rule that answers a GET of the phone number's node, if any."""
+        for rule in self._rules:
+            if rule.matches_node_read():
                 rule.hits += 1
                 return rule
         return None
@@ -149,6 +172,15 @@ def _build(spec: Any) -> FaultRule:
         value = getattr(rule, key)
         if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
             raise ValueError(f"{key} must be a list of strings")
+    if not isinstance(rule.whole_api, bool):
+        raise ValueError("whole_api must be true or false")
+    if rule.whole_api and (
+        rule.mode not in ("error", "non_json") or rule.recipients is not None or rule.templates is not None
+    ):
+        raise ValueError(
+            "whole_api needs mode error or non_json and no recipients or templates: it is an outage "
+            "of the whole API"
+        )
     if rule.recipients is not None:
         rule.recipients = ["".join(ch for ch in r if ch.isdigit()) for r in rule.recipients]
     return rule

@@ -44,6 +44,7 @@ class Ledger:
         self.duplicates = 0
         self.async_failed = 0
         self.timeouts = 0
+        self.node_reads = 0  # GETs of the phone number's node: what clients probe reachability with
         self.by_recipient: Counter[str] = Counter()
         self.by_template: Counter[str] = Counter()
         self.by_code: Counter[str] = Counter()
@@ -78,6 +79,7 @@ class Ledger:
             "duplicate_keys": {k: n for k, n in self._callback_counts.items() if n > 1},
             "async_failed": self.async_failed,
             "timeouts": self.timeouts,
+            "node_reads": self.node_reads,
             "by_recipient": dict(self.by_recipient),
             "by_template": dict(self.by_template),
             "by_code": dict(self.by_code),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -27,18 +28,23 @@ from typing import Any, Protocol
 from notify_pipeline import settings
 from notify_pipeline.db.connect import connect_async
 from notify_pipeline.engine import claim, holds, journal, outcomes, row_json, store, workers
-from notify_pipeline.engine.breaker import TRANSPORT_KINDS, Breaker
+from notify_pipeline.engine.breaker import Breaker, is_outage, spares_attempt
 from notify_pipeline.engine.control import control_loop
-from notify_pipeline.engine.drain_config import DrainConfig, DrainReport, worker_enabled
+from notify_pipeline.engine.drain_config import DrainConfig, DrainReport, StopReason, worker_enabled
 from notify_pipeline.engine.handoff import Handoff
 from notify_pipeline.engine.policy import decide_row
 from notify_pipeline.engine.sender_lock import SenderControl
-from notify_pipeline.engine.writer import DB_ERRORS, ResultWriter, describe_db_error
+from notify_pipeline.engine.stop_signals import stop_on_signals
+from notify_pipeline.engine.writer import DB_ERRORS, ResultWriter, describe_db_error, journal_refusal
 from notify_pipeline.ratelimit import Gcra
 from notify_pipeline.whatsapp.client import ClientSettings, CloudApiClient
 from notify_pipeline.whatsapp.results import SendResult
 
 TEMPLATE_REFRESH_S = 30.0
+# On a planned stop, how long results are retried against a database that is away before they go to
+# the journal: the whole stop must fit the orchestrator's grace (dev 20 s, Kubernetes 30 s).
+PLANNED_STOP_WRITE_RETRY_S = 5.0
+_log = logging.getLogger(__name__)
 
 
 class Sender(Protocol):
@@ -74,7 +80,10 @@ class _Drain:
         self.sendable = Handoff(self.throughput, stop=self.no_more_posts)
         self.pair = Gcra(config.pair_per_s, config.pair_burst) if config.pair_per_s else None
         self.breaker = Breaker(config.breaker_after, config.breaker_max_wait_s)
+        # Outage answers (row, result, outcome) not yet known to be an outage's or their row's own.
+        self.outage_streak: list[tuple[dict, SendResult, store.Outcome]] = []
         self.probing: asyncio.Task | None = None
+        self.acquiring: asyncio.Future | None = None  # the wait for the sender lock
         self.templates: dict = {}
         self.templates_at = 0.0
         self.reload_templates = True
@@ -100,12 +109,28 @@ class _Drain:
             self.no_more_posts.set()
         self.halt(reason)
 
+    def planned_stop(self, reason: str = StopReason.SIGNAL) -> None:
+        """Stop as asked (SIGTERM, Ctrl-C: a deploy, not a fault): POST nothing more, write what was
+        sent, give the rows in hand back, hand the sender over. A standby stops waiting for the lock,
+        and results meet a database that is away with less patience (then the journal keeps them),
+        so the stop ends within the orchestrator's grace period."""
+        self.abort(str(reason))  # a plain string in the report, its JSON and the registry
+        if self.acquiring is not None:
+            self.acquiring.cancel()
+        if hasattr(self, "writer"):
+            self.writer.retry_s = min(self.writer.retry_s, PLANNED_STOP_WRITE_RETRY_S)
+
     # -- the run ----------------------------------------------------------------------------------
 
     async def _connect(self):
         return await connect_async(self.db_url, actor=f"send:{self.worker}")
 
     async def run(self) -> DrainReport:
+        try:
+            journal.check_writable(self.journal_dir)
+        except OSError as exc:
+            self.abort("journal_error", journal_refusal(self.journal_dir, exc))
+            return self.report
         try:
             control_conn = await self._connect()
         except DB_ERRORS as exc:
@@ -118,13 +143,23 @@ class _Drain:
             journal_dir=self.journal_dir,
             retry_s=self.config.db_retry_s,
             on_fault=lambda text: self.abort("db_error", text),
+            on_journal_fault=lambda text: self.abort("journal_error", text),
         )
         self.claim_db = None
         self.started = time.monotonic()
         try:
+            if self.aborted is not None:  # stopped as planned before it took the sender
+                return self.report
             # Only the lock's connection while waiting: a standby may wait hours, and idle
             # connections that long may be cut by the network (opening one costs a few ms).
-            if not await self.control.acquire(self.config.lock_wait_s):
+            self.acquiring = asyncio.ensure_future(self.control.acquire(self.config.lock_wait_s))
+            try:
+                acquired = await self.acquiring
+            except (asyncio.CancelledError, *DB_ERRORS):
+                if self.aborted is None:  # not a planned stop cutting the wait short
+                    raise
+                return self.report
+            if not acquired:
                 self.report.stopped_by = "sender_busy"
                 self.report.fault = (
                     f"another drain is sending for sender {self.config.sender}; one drain per sender "
@@ -182,6 +217,7 @@ class _Drain:
             # After every row in hand: the senders finish them (or give them back), then end.
             await self.sendable.close(len(senders))
             await asyncio.gather(*senders, return_exceptions=True)
+            await self._end_streak()
             if self.probing is not None:
                 self.probing.cancel()
             await self.results.put(None)
@@ -219,11 +255,16 @@ class _Drain:
         events, self.events = self.events, []
         for kind, details in events:
             await self.writer.run(lambda c, kind=kind, details=details: store.record_event(c, kind, details))
+        self.report.held_in_memory = self.writer.held_most
         done = self.report.as_dict()
         ok = await self.writer.run(lambda c: workers.finish(c, self.worker, self.report.stopped_by, done))
         ok = ok and await self.writer.run(lambda c: store.record_event(c, "NOTIFY_WORKER_DONE", done))
         if not ok:
-            journal.append(self.journal_dir, self.worker, [], [("NOTIFY_WORKER_DONE", done)])
+            self.writer.keep([], events=[("NOTIFY_WORKER_DONE", done)])
+        # Results only this process holds (database and journal both failed): wait for either.
+        await self.writer.settle(self.config.notice or _log.warning)
+        if self.writer.held_most:
+            self.report.fault = self.writer.held_summary()
         self.report.journaled += self.writer.journaled
 
     async def _replay_journal(self) -> None:
@@ -345,10 +386,23 @@ class _Drain:
             self.to_release.append(row["id"])
             self.abort(f"{outcome.kind}_error", f"Meta refused the {outcome.kind}: {outcome.message}")
             return
-        failure = result.error.kind if result.error is not None else None
-        if self.breaker.record(failure in TRANSPORT_KINDS):
-            self.events.append(("NOTIFY_CIRCUIT_OPEN", {"worker": self.worker, "last_error": failure}))
+        outage = is_outage(result.error)
+        if self.breaker.record(outage):
+            label = result.error.label if result.error is not None else None
+            self.events.append(("NOTIFY_CIRCUIT_OPEN", {"worker": self.worker, "last_error": label}))
             self.probing = asyncio.create_task(self._probe())
+            # The answers that opened it were the outage's, not their rows': no attempt for them.
+            streak, self.outage_streak = self.outage_streak, []
+            for held_row, held_result, _ in streak:
+                await self.results.put(outcomes.outage_deferral(held_row, held_result, self.now(), self.rng))
+        elif not outage:
+            await self._end_streak()  # the API answered: the streak's errors were the rows' own
+        if spares_attempt(result.error):
+            if self.breaker.is_open:
+                outcome = outcomes.outage_deferral(row, result, self.now(), self.rng)
+            else:  # one alone retries with back-off; decided when the next answer tells which
+                self.outage_streak.append((row, result, outcome))
+                return
         if outcome.template_hold and row.get("template_name"):
             self.templates_to_hold.append((row["template_name"], row.get("language") or "en"))
         await self.results.put(outcome)
@@ -360,7 +414,14 @@ class _Drain:
             return True if probe is None else await probe()
 
         open_s = await self.breaker.probe_until_closed(reachable, lambda: self.aborted is not None)
-        self.events.append(("NOTIFY_CIRCUIT_CLOSED", {"worker": self.worker, "open_s": round(open_s, 1)}))
+        details = {"worker": self.worker, "open_s": round(open_s, 1), "probes": self.breaker.probes}
+        self.events.append(("NOTIFY_CIRCUIT_CLOSED", details))
+
+    async def _end_streak(self) -> None:
+        """Outage answers that did not open the breaker were the rows' own errors: as decided."""
+        streak, self.outage_streak = self.outage_streak, []
+        for _, _, outcome in streak:
+            await self.results.put(outcome)
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -373,8 +434,7 @@ class _Drain:
             left: list[store.Outcome] = [*self.writing]
             while not self.results_closed and (item := await self.results.get()) is not None:
                 left.append(item)
-            journal.append(self.journal_dir, self.worker, left)
-            self.report.journaled += len(left)
+            self.writer.keep(left)
 
     async def _write_batches(self) -> None:
         closed = False
@@ -439,13 +499,16 @@ async def drain(
 
 
 def run_drain(db_url: str, client_settings: ClientSettings, config: DrainConfig) -> DrainReport:
-    """One drain from synchronous code (the CLI and the Dagster op), with its own client."""
+    """One drain from synchronous code (the CLI and the Dagster op), with its own client. On the
+    main thread, SIGTERM and SIGINT start its planned stop (stop_signals.py)."""
 
     async def go() -> DrainReport:
         limited = replace(
             client_settings, max_connections=max(client_settings.max_connections, config.concurrency)
         )
         async with CloudApiClient(limited) as client:
-            return await drain(db_url, client, config)
+            draining = _Drain(db_url, client, config, utc_now)
+            with stop_on_signals(asyncio.get_running_loop(), lambda _name: draining.planned_stop()):
+                return await draining.run()
 
     return asyncio.run(go())

@@ -10,6 +10,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,44 @@ def worker_enabled() -> bool:
         "no",
         "off",
     )
+
+
+class StopReason(StrEnum):
+    """Why a drain ended (its report's stopped_by, send_workers.stopped_by, a send run's
+    notify/stopped_by tag). A planned stop is never a failure: not of the run, not for the alerts,
+    not for the sensor's back-off."""
+
+    DRAINED = "drained"  # a bounded drain found nothing more due
+    TIME_BUDGET = "time_budget"  # a bounded drain's budget ended
+    LIFETIME = "lifetime"  # a serving drain's lifetime ended: its standby takes over
+    SIGNAL = "signal"  # SIGTERM or SIGINT: a deploy, Ctrl-C, Dagster terminating the run
+    PAUSED = "paused"
+    HELD = "held"
+    DISABLED = "disabled"  # NOTIFICATION_WORKER_CRON_ENABLED is false
+    SENDER_BUSY = "sender_busy"  # another drain sends for the sender
+    AUTH_ERROR = "auth_error"
+    ACCOUNT_ERROR = "account_error"
+    DB_ERROR = "db_error"
+    LOST_LOCK = "lost_lock"  # the control connection (and the sender lock with it) went away
+    JOURNAL_ERROR = "journal_error"
+    ERROR = "error"  # a bug: a task of the drain failed
+
+
+PLANNED_STOPS = frozenset(
+    {
+        StopReason.DRAINED,
+        StopReason.TIME_BUDGET,
+        StopReason.LIFETIME,
+        StopReason.SIGNAL,
+        StopReason.PAUSED,
+        StopReason.HELD,
+        StopReason.DISABLED,
+        StopReason.SENDER_BUSY,
+    }
+)
+FAULT_STOPS = frozenset(StopReason) - PLANNED_STOPS  # exit code 2, a failed send run
+# The queue database went away: once it answers again, a replacement may start at once.
+DATABASE_FAULTS = frozenset({StopReason.DB_ERROR, StopReason.LOST_LOCK})
 
 
 @dataclass(frozen=True)
@@ -57,19 +96,33 @@ class DrainConfig:
     rescue_after_s: float = 90.0  # a drain silent this long is dead (longer than db_retry_s)
     idle_poll_s: float = 30.0  # the slow poll behind NOTIFY
     db_retry_s: float = 60.0  # how long results are retried against a database that went away
-    breaker_after: int = 5  # consecutive transport failures that open the circuit breaker
+    # Consecutive outage answers (connection failures, timeouts, HTTP 500/502/503/504, answers that
+    # are not Meta's JSON) that open the circuit breaker; while open, the API is probed with waits
+    # growing from 1 s to breaker_max_wait_s and nothing is POSTed.
+    breaker_after: int = 5
     breaker_max_wait_s: float = 30.0
     journal_dir: Path | None = None  # default: <NOTIFY_DATA_DIR>/journal/<sender>
     trigger: str = "manual"
     worker_id: str = field(default_factory=new_worker_id)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     progress: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
+    # A line an operator must see at once: results held only in memory (database and journal both
+    # failing). Default: the log, as a warning.
+    notice: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "concurrency", "pair_burst", "breaker_after"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("max_seconds", "lease_s", "ahead_s", "tick_s", "heartbeat_s", "idle_poll_s"):
+        for name in (
+            "max_seconds",
+            "lease_s",
+            "ahead_s",
+            "tick_s",
+            "heartbeat_s",
+            "idle_poll_s",
+            "breaker_max_wait_s",
+        ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds, not {value}")
@@ -98,21 +151,22 @@ class DrainReport:
     deferred: Counter[str] = field(default_factory=Counter)
     retried: Counter[str] = field(default_factory=Counter)
     released: int = 0
-    # drained | time_budget | lifetime | paused | held | disabled | auth_error | account_error |
-    # db_error | lost_lock | error | sender_busy
-    stopped_by: str = ""
+    stopped_by: str = ""  # a StopReason
     auth_error: str | None = None  # Meta's refusal of the credentials or the account
     fault: str | None = None  # what failed, in one line, when the drain stopped on a fault
     revoked: int = 0  # held rows dropped because they were stopped, cancelled or switched off
     rescued: int = 0  # claimed rows of dead drains given back
     journaled: int = 0  # results written to the local journal (database away)
+    # The most results held only in memory at once (database away and journal unwritable); the
+    # drain ended only once the database or the journal took them (see `fault`).
+    held_in_memory: int = 0
     replayed: int = 0  # results replayed from the journal
     duration_s: float = 0.0
 
     @property
     def failed_on_fault(self) -> bool:
         """True when the drain stopped because something failed (exit code 2, a failed run)."""
-        return self.stopped_by in ("auth_error", "account_error", "db_error", "lost_lock", "error")
+        return self.stopped_by in FAULT_STOPS
 
     @property
     def processed(self) -> int:
@@ -141,6 +195,7 @@ class DrainReport:
             "revoked": self.revoked,
             "rescued": self.rescued,
             "journaled": self.journaled,
+            "held_in_memory": self.held_in_memory,
             "replayed": self.replayed,
             "duration_ms": round(self.duration_s * 1000),
             "sent_per_s": round(self.sent_per_s, 1),

@@ -4,13 +4,20 @@ When the database stays away longer than the drain retries its writes, every out
 (above all `sent` ones: Meta accepted them, and sending them again would be a duplicate) and the
 drain's closing event are appended here, one JSON line each, fsynced. The next drain of the sender,
 on this host, replays the journal before it claims anything.
+
+An append that fails (a full disk, a read-only or missing folder) raises OSError and leaves the
+file as it was, so a later append or the replay never meets half an entry; the writer then keeps
+the results in memory (engine/writer.py). A drain checks the folder takes a write before it claims.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
+import uuid
 from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime
@@ -39,11 +46,52 @@ def append(directory: Path, worker: str, outcomes: Iterable[Outcome], events: It
     lines += [json.dumps({"worker": worker, "event": [kind, details]}) for kind, details in events]
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        os.write(fd, ("\n".join(lines) + "\n").encode())
-        os.fsync(fd)
+        size = os.fstat(fd).st_size
+        try:
+            _write_all(fd, ("\n".join(lines) + "\n").encode())
+            os.fsync(fd)
+        except OSError:
+            # Take back what did land: a torn tail would swallow the next append's first line.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
     finally:
         os.close(fd)
     return path
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    # A full disk may take part of a write and report how much: the rest is written or raises.
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+
+
+def check_writable(directory: Path) -> None:
+    """Raise OSError unless `directory` (made if missing) takes a small fsynced file: a drain
+    that could not journal its results through a database outage must not claim."""
+    directory.mkdir(parents=True, exist_ok=True)
+    probe = directory / f".writable-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            _write_all(fd, b"{}\n" * 64)  # a few hundred bytes: about one entry
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the error, e.g. `ENOSPC: No space left on device`."""
+    name = errno.errorcode.get(exc.errno) if isinstance(exc.errno, int) else None
+    text = exc.strerror or str(exc) or "no detail"
+    return f"{name}: {text}" if name else f"{type(exc).__name__}: {text}"
 
 
 def pending(directory: Path) -> list[Path]:

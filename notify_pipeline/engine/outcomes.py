@@ -5,7 +5,8 @@ attempt and back off with full jitter up to the template's retry policy (a reque
 reached Meta, `timeout_ambiguous`, included); a request that never left (`connection`) and
 throttling defer without using an attempt; a paused or disabled template (132015, 132016) holds
 the row; permanent, template and 24-hour window errors fail at once; auth and account errors give
-the row back untouched and stop the run (a Halt).
+the row back untouched and stop the run (a Halt). During an API outage (the circuit breaker,
+engine/breaker.py) an outage answer defers its row without an attempt (`outage_deferral`).
 
 Each wait grows with the row's deferrals of its own cause (notifications.deferrals, counted per
 reason by the database as deferrals are written back): 131056 waits 4^X s with X the row's
@@ -75,6 +76,25 @@ def deferred(row: Mapping[str, Any], until: datetime, reason: str, message: str)
 def failed(row: Mapping[str, Any], reason: str, message: str, *, retry_count: int | None = None) -> Outcome:
     retries = row["retry_count"] if retry_count is None else retry_count
     return Outcome("failed", row["id"], "failed", retries, row["deferral_count"], None, message, reason)
+
+
+def outage_deferral(
+    row: Mapping[str, Any], result: SendResult, now: datetime, rng: random.Random | None = None
+) -> Outcome:
+    """A row whose answer was part of an API outage (the circuit breaker opened on it, or it came
+    while the breaker was open): deferred briefly, no attempt used, so an outage of any length
+    fails no row. The wait grows with the row's deferrals for this answer, as for `connection`."""
+    error = result.error
+    assert error is not None
+    code = error.label
+    delay = connection_delay(deferrals_of(row, code), rng)
+    outcome = deferred(
+        row,
+        _later(now, delay),
+        code,
+        f"API outage (circuit breaker open), no attempt used: {error.describe()}",
+    )
+    return dataclasses.replace(outcome, latency_s=result.latency_s)
 
 
 def _later(now: datetime, seconds: float) -> datetime:

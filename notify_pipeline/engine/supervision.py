@@ -12,13 +12,19 @@ sending may be off), so it is tested without Dagster or a database:
 - a started run is dead (SIGKILL, OOM) when the sender lock is free and its heartbeat is stale, or
   it never registered long after it started: mark it failed (it holds a run-tag slot) and count it
   out of the live runs;
-- the kill switch, the operator's pause or a sender hold: launch nothing, and say which.
+- the kill switch, the operator's pause or a sender hold: launch nothing, and say which;
+- send runs that failed by themselves one after another (a broken deployment): wait longer before
+  each next launch. A planned stop (a signal, the lifetime, a pause...) is no failure, a drain that
+  stopped because the queue database went away is none once the database answers (the sensor reads
+  it before deciding), and a run that served ends the count.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from notify_pipeline.engine.drain_config import DATABASE_FAULTS, PLANNED_STOPS, StopReason
 
 # Drains heartbeat every 5 s; a heartbeat this old, with the lock free, is a dead drain.
 STALE_HEARTBEAT_S = 30.0
@@ -31,6 +37,12 @@ REGISTER_WITHIN_S = 180.0
 # the sender), wait longer before each next launch instead of relaunching every tick.
 RETRY_BASE_S = 15.0
 RETRY_MAX_S = 600.0
+# A run whose drain held the sender this long served: the failures before it are forgotten.
+SERVED_S = 60.0
+# Failed runs that are no crash: planned stops, the queue database going away (that outage is over:
+# the sensor has just read the database), and Meta refusing the token or account (that holds the
+# sender, the back-off of its own; lifting the hold means "send again now").
+NOT_CRASHES = PLANNED_STOPS | DATABASE_FAULTS | {StopReason.AUTH_ERROR, StopReason.ACCOUNT_ERROR}
 
 
 def retry_wait_s(consecutive_failures: int) -> float:
@@ -39,6 +51,34 @@ def retry_wait_s(consecutive_failures: int) -> float:
     if consecutive_failures < 2:
         return 0.0
     return min(RETRY_MAX_S, RETRY_BASE_S * 2 ** min(consecutive_failures - 2, 10))
+
+
+@dataclass(frozen=True)
+class EndedRun:
+    """A finished send run as the back-off reads it."""
+
+    failed: bool  # Dagster says FAILURE
+    stopped_by: str | None  # how its drain stopped (a StopReason); None: it never said (killed)
+    served_s: float  # how long its drain held the sender lock
+    ended_ago_s: float
+
+
+def failed_by_itself(run: EndedRun) -> bool:
+    """A failed run that crashed: killed, a bug, a broken deployment (see NOT_CRASHES)."""
+    return run.failed and run.stopped_by not in NOT_CRASHES
+
+
+def failure_streak(ended: Sequence[EndedRun]) -> tuple[int, float]:
+    """Of finished send runs, newest first: (how many failed by themselves since the last run that
+    served, that one included; seconds since the newest of them ended)."""
+    count, ended_ago_s = 0, 0.0
+    for run in ended:
+        if failed_by_itself(run):
+            ended_ago_s = ended_ago_s if count else run.ended_ago_s
+            count += 1
+        if run.served_s >= SERVED_S:
+            break
+    return count, ended_ago_s
 
 
 @dataclass(frozen=True)
@@ -87,7 +127,7 @@ def decide(
     failures: tuple[int, float] = (0, 0.0),
 ) -> Decision:
     """What to do on one tick for one sender. `blocked` is why sending is off (kill switch, pause,
-    hold), or None."""
+    hold), or None; `failures` is failure_streak() of the finished runs."""
     by_run = {w.run_id: w for w in workers}
     dead = tuple(r.run_id for r in runs if is_dead(r, by_run.get(r.run_id), lock_held))
     live = [r for r in runs if r.run_id not in dead]
@@ -102,8 +142,8 @@ def decide(
             return Decision(
                 False,
                 dead,
-                f"the last {failures[0]} send runs failed: the next one starts in {round(wait)} s "
-                f"(see their logs){noted}",
+                f"the last {failures[0]} send runs failed by themselves: the next one starts in "
+                f"{round(wait)} s (see their logs){noted}",
             )
         return Decision(True, dead, f"no send run is alive: launching one{noted}")
     if len(live) > 1:

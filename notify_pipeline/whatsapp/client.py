@@ -127,16 +127,18 @@ class CloudApiClient:
             return response.status, await response.read()
 
     async def probe(self) -> bool:
-        """Whether the API answers at all: one cheap GET of the sender number's node with short
-        timeouts. Any HTTP answer, whatever its status, is True; any transport failure is False.
-        The drain's circuit breaker uses it to learn when the API is reachable again."""
+        """Whether the API answers healthily: one cheap GET of the sender number's node with short
+        timeouts. True for Graph's JSON answer below HTTP 500 (an error about the token or the id
+        included: Graph itself answered). False for a transport failure, a 5xx, or an answer that
+        is not JSON (a proxy's page): the API is still down. The drain's circuit breaker uses it to
+        learn when the API is back."""
         try:
-            await self._http.get(
+            response = await self._http.get(
                 self.settings.phone_number_id, timeout=httpx.Timeout(self.settings.probe_timeout_s)
             )
         except Exception:  # a probe answers yes or no, it never raises
             return False
-        return True
+        return healthy_answer(response.status_code, response.content)
 
     async def list_templates(self, waba_id: str, *, page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
         """Every message template of the business account, following Meta's `after` cursors."""
@@ -222,6 +224,11 @@ def _json_or_none(content: bytes) -> Any:
         return json.loads(content) if content else None
     except ValueError:
         return None
+
+
+def healthy_answer(status: int, content: bytes) -> bool:
+    """Whether an answer comes from a working Graph API: a JSON object below HTTP 500 (pure)."""
+    return status < 500 and isinstance(_json_or_none(content), dict)
 
 
 def parse_send_response(status: int, content: bytes, latency_s: float) -> SendResult:

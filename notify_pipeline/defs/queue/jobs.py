@@ -9,12 +9,15 @@ from notify_pipeline import settings
 from notify_pipeline.defs.resources import QueueDatabase, WhatsAppCloudApi
 from notify_pipeline.engine import operations
 from notify_pipeline.engine.drain import run_drain
-from notify_pipeline.engine.drain_config import DrainConfig
+from notify_pipeline.engine.drain_config import PLANNED_STOPS, DrainConfig, DrainReport, StopReason
 
 # Run tag that dagster.yaml limits per value: the send runs of one sender phone number.
 SENDER_TAG = "notify/sender"
-# Stopped this way, a send run ends as a success: it did its part (or had nothing it may do).
-CLEAN_STOPS = {"lifetime", "paused", "held", "disabled", "drained", "sender_busy", "time_budget"}
+# Tags the send op adds to its own run as it ends: how its drain stopped (a StopReason) and how long
+# it held the sender. The sensor's back-off reads them (a planned stop or a database outage is no
+# crash; a run that served ends a failure streak); operators see them in the UI.
+STOPPED_BY_TAG = "notify/stopped_by"
+SERVED_TAG = "notify/served_s"
 # Added to a send run's lock wait and lifetime for its dagster/max_runtime tag: a backstop
 # only, for a run that hangs while alive (a live drain ends by itself).
 MAX_RUNTIME_GRACE_S = 300
@@ -73,29 +76,55 @@ def drain_config(
 def serve_sender(
     context: dg.OpExecutionContext, queue_db: QueueDatabase, whatsapp: WhatsAppCloudApi, config: DrainConfig
 ) -> dg.Output[dict]:
-    """Run the drain; a success unless it stopped on a fault (then a Failure that says what to do)."""
+    """Run the drain; a success unless it stopped on a fault (then a Failure that says what to do).
+    A planned stop is a success: SIGTERM or SIGINT (a deploy, `dev`'s Ctrl-C) stops the drain
+    cleanly (engine/stop_signals.py); when Dagster sent it to terminate the run, the run ends
+    CANCELED, as Dagster ends it."""
     context.log.info(
         f"serving sender {config.sender} for {config.max_seconds / 60:.1f} min "
         f"(waiting up to {config.lock_wait_s / 60:.1f} min for the sender lock)"
     )
     report = run_drain(queue_db.url, whatsapp.client_settings(), config)
+    _tag_run(context, report)
     metadata = {
         "sent": report.sent,
         "failed": dg.MetadataValue.json(dict(report.failed)),
         "deferred_by_reason": dg.MetadataValue.json(dict(report.deferred)),
         "retried": dg.MetadataValue.json(dict(report.retried)),
         "sent_per_s": report.sent_per_s,
-        "stopped_by": report.stopped_by,
+        "stopped_by": str(report.stopped_by),
         "duration_s": round(report.duration_s, 2),
     }
     if report.fault:
         metadata["fault"] = report.fault
     if report.failed_on_fault:
         raise dg.Failure(description=_failure_text(report.stopped_by, report.fault), metadata=metadata)
-    if report.stopped_by not in CLEAN_STOPS:  # a stop this op does not know: say so, do not hide it
+    if report.stopped_by not in PLANNED_STOPS:  # a stop this op does not know: say so, do not hide it
         context.log.warning(f"the drain stopped by {report.stopped_by!r}: {report.fault}")
-    context.log.info(f"the drain ended ({report.stopped_by}): sent {report.sent}")
+    context.log.info(
+        f"the drain ended ({report.stopped_by}): sent {report.sent}, gave back {report.released}"
+    )
+    if report.stopped_by == StopReason.SIGNAL and _terminating(context):
+        # Dagster's terminate sent the signal: end the run CANCELED (rows given back, sender handed
+        # over: the stop is done), as Dagster ends a terminated run.
+        raise dg.DagsterExecutionInterruptedError("terminated from Dagster; the drain stopped cleanly")
     return dg.Output(report.as_dict(), metadata=metadata)
+
+
+def _tag_run(context: dg.OpExecutionContext, report: DrainReport) -> None:
+    tags = {STOPPED_BY_TAG: report.stopped_by or "unknown", SERVED_TAG: str(round(report.duration_s))}
+    try:
+        context.instance.add_run_tags(context.run_id, tags)
+    except Exception as exc:  # the run's own storage away: the back-off then counts it as a crash
+        context.log.warning(f"could not tag the run with how its drain stopped: {type(exc).__name__}")
+
+
+def _terminating(context: dg.OpExecutionContext) -> bool:
+    try:
+        run = context.instance.get_run_by_id(context.run_id)
+    except Exception:  # the run's storage away: a success it is (the stop was planned all the same)
+        return False
+    return run is not None and run.status == dg.DagsterRunStatus.CANCELING
 
 
 def _failure_text(stopped_by: str, fault: str | None) -> str:

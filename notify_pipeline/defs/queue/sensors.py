@@ -9,7 +9,14 @@ import time
 import dagster as dg
 
 from notify_pipeline import settings
-from notify_pipeline.defs.queue.jobs import SENDER_TAG, SendConfig, send_notifications_job, sender_tags
+from notify_pipeline.defs.queue.jobs import (
+    SENDER_TAG,
+    SERVED_TAG,
+    STOPPED_BY_TAG,
+    SendConfig,
+    send_notifications_job,
+    sender_tags,
+)
 from notify_pipeline.defs.resources import QueueDatabase
 from notify_pipeline.engine import supervision
 from notify_pipeline.engine.due import blocked_reason, drains_of_runs
@@ -23,6 +30,7 @@ ACTIVE = [
 ]
 INTERVAL_S = 15
 STANDBY_MARGIN_MINUTES = 10.0
+RECENT_RUNS = 20  # finished send runs read for the back-off
 
 
 def _run_state(record: dg.RunRecord, now: float) -> supervision.RunState:
@@ -48,24 +56,31 @@ def launch_request(why: str, config: SendConfig | None = None) -> dg.RunRequest:
 
 
 def _recent_failures(context: dg.SensorEvaluationContext, sender: str, now: float) -> tuple[int, float]:
-    """(failed send runs in a row, newest first; seconds since the newest of them ended)."""
+    """supervision.failure_streak() of this sender's latest finished send runs."""
     finished = context.instance.get_run_records(
         filters=dg.RunsFilter(
             job_name=send_notifications_job.name,
             statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
             tags={SENDER_TAG: sender},
         ),
-        limit=12,
+        limit=RECENT_RUNS,
     )
-    streak = 0
-    for record in finished:
-        if record.dagster_run.status != dg.DagsterRunStatus.FAILURE:
-            break
-        streak += 1
-    if not streak:
-        return 0, 0.0
-    ended = finished[0].end_time or finished[0].update_timestamp.timestamp()
-    return streak, max(0.0, now - ended)
+    return supervision.failure_streak([_ended_run(record, now) for record in finished])
+
+
+def _ended_run(record: dg.RunRecord, now: float) -> supervision.EndedRun:
+    tags = record.dagster_run.tags
+    try:
+        served_s = float(tags.get(SERVED_TAG, 0))
+    except ValueError:
+        served_s = 0.0
+    ended = record.end_time or record.update_timestamp.timestamp()
+    return supervision.EndedRun(
+        failed=record.dagster_run.status == dg.DagsterRunStatus.FAILURE,
+        stopped_by=tags.get(STOPPED_BY_TAG),
+        served_s=served_s,
+        ended_ago_s=max(0.0, now - ended),
+    )
 
 
 @dg.sensor(
@@ -75,7 +90,8 @@ def _recent_failures(context: dg.SensorEvaluationContext, sender: str, now: floa
     description="Keeps one long-lived send run serving for this sender and a second one standing by: "
     "the standby waits on the sender lock and takes over the moment the serving run ends or dies "
     "(dagster.yaml allows two runs per sender; the sender lock lets one send). Marks a dead run "
-    "failed (sender lock free, heartbeat stale) and replaces it. Launches nothing while "
+    "failed (sender lock free, heartbeat stale) and replaces it. After runs that failed by themselves "
+    "it waits longer before each launch (planned stops and database outages do not count). Launches nothing while "
     "NOTIFICATION_WORKER_CRON_ENABLED is false, sending is paused or the sender is held.",
 )
 def due_notifications_sensor(context: dg.SensorEvaluationContext, queue_db: QueueDatabase) -> dg.SensorResult:

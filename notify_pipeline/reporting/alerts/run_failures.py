@@ -9,6 +9,8 @@ A run is counted once: a failure event delivered twice is recognised by its run 
 A send run stopped by Meta's refusal of the token or the account is recognised from the drain's
 NOTIFY_AUTH_FAILURE / NOTIFY_ACCOUNT_FAILURE event and says what to do: the sender is held (no
 send run starts) until the token or account is fixed and `notify-pipeline resume --hold` lifts it.
+A send run whose drain recorded a planned stop (a signal, its lifetime, a pause...) is no failure,
+whatever Dagster says (the process was stopped after its drain had finished): it is not counted.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from notify_pipeline import redact
+from notify_pipeline.engine.drain_config import PLANNED_STOPS
 from notify_pipeline.reporting.alerts.messages import compose, stamp
 from notify_pipeline.reporting.alerts.sink import Delivery, Sink
 from notify_pipeline.reporting.alerts.verdict import Verdict, duration
 
 ERROR_CHARS = 600
+SEND_JOB = "send_notifications_job"
 KEEP_RUNS = 20  # run ids kept in an episode's details (the newest)
 REPEAT_S = 1800.0  # while an episode lasts, a further failure reminds at most this often
 # Phone numbers in free text (an error quoting a recipient): dropped, not masked.
@@ -95,6 +99,19 @@ def refusal(conn: psycopg.Connection, run_id: str) -> tuple[str, str] | None:
     return (row[0] or "auth", row[1] or "") if row else None
 
 
+def drain_stop(conn: psycopg.Connection, run_id: str) -> str | None:
+    """How this send run's drain stopped, as it recorded it (in the registry, or in its
+    NOTIFY_WORKER_DONE event when it was journaled and replayed); None if it never said."""
+    worker = f"dagster:{run_id[:8]}"
+    row = conn.execute(
+        "SELECT coalesce((SELECT stopped_by FROM send_workers WHERE worker_id = %(w)s AND ended_at IS NOT NULL), "
+        "(SELECT details->>'stopped_by' FROM observability_events WHERE event_type = 'NOTIFY_WORKER_DONE' "
+        "AND details->>'worker' = %(w)s ORDER BY created_at DESC LIMIT 1))",
+        {"w": worker},
+    ).fetchone()
+    return row[0] if row else None
+
+
 def verdict(failure: RunFailure, refused: tuple[str, str] | None, secrets: tuple[str, ...] = ()) -> Verdict:
     error = clean(failure.step_errors[0] if failure.step_errors else failure.message, secrets)
     short = f"{failure.job_name} run {failure.run_id[:8]} failed"
@@ -148,6 +165,9 @@ def announce(
     posted: list[Announcement] = []  # what was posted, should recording it fail afterwards
     try:
         with open_db() as conn, conn.transaction():
+            stop = drain_stop(conn, failure.run_id) if failure.job_name == SEND_JOB else None
+            if stop in PLANNED_STOPS:
+                return Announcement(None, None, f"its drain stopped as planned ({stop}): not a failure")
             episode = _lock_episode(conn, name(failure.job_name))
             if episode is not None and failure.run_id in episode["details"].get("run_ids", []):
                 if episode["notifications"] > 0:
