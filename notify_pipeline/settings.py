@@ -33,6 +33,15 @@ ENVIRONMENT: dict[str, str] = {
     "WHATSAPP_WEBHOOK_VERIFY_TOKEN": "The token Meta's webhook subscription handshake must present (secret); unset: the handshake is refused.",
     "NOTIFY_SERVE_HOST": "Address `notify-pipeline serve` listens on. Default 127.0.0.1.",
     "NOTIFY_SERVE_PORT": "Port of `notify-pipeline serve`. Default 8090.",
+    "NOTIFY_SERVE_ALLOW_UNSIGNED": "1: `serve` accepts webhooks without checking signatures (development only; as --allow-unsigned).",
+    "NOTIFY_SERVE_HEADER_TIMEOUT_S": "Seconds a connection has to send a request's headers to `serve`. Default 10.",
+    "NOTIFY_SERVE_MAX_HEADER_BYTES": "Largest request line and headers `serve` reads (431 beyond). Default 32768.",
+    "NOTIFY_SERVE_BODY_TIMEOUT_S": "Seconds a webhook body has to arrive whole (408 after). Default 20.",
+    "NOTIFY_SERVE_MAX_BODY_BYTES": "Largest webhook body (413 beyond), at least Meta's 3 MB. Default 4194304.",
+    "NOTIFY_SERVE_UNAUTHENTICATED_BYTES": "Bytes of not yet authenticated bodies `serve` holds at once (503 beyond). Default 16777216.",
+    "NOTIFY_METRICS_HOST": "Address `serve` answers GET /metrics on (never the webhook port). Default 127.0.0.1.",
+    "NOTIFY_METRICS_PORT": "Port of `serve`'s /metrics listener; 0: none. Default 8091.",
+    "NOTIFY_METRICS_CACHE_S": "Seconds a /metrics answer is reused (one database read per period). Default 5.",
     "NOTIFY_OPT_OUT_KEYWORDS": "Comma-separated replies that opt a contact out (case and spacing ignored). Default STOP, STOP ALL, UNSUBSCRIBE, CANCEL, END, QUIT, OPT OUT.",
     "NOTIFY_OPT_IN_KEYWORDS": "Comma-separated replies that opt a contact back in. Default START, UNSTOP, SUBSCRIBE, OPT IN.",
     "NOTIFICATION_WORKER_CRON_ENABLED": "false stops the sensor and any running send within a batch (kill switch).",
@@ -120,6 +129,18 @@ def serve_port() -> int:
     return int(raw)
 
 
+def metrics_host() -> str:
+    return os.environ.get("NOTIFY_METRICS_HOST", "").strip() or "127.0.0.1"
+
+
+def metrics_port() -> int:
+    """NOTIFY_METRICS_PORT; 0 means no metrics listener."""
+    raw = os.environ.get("NOTIFY_METRICS_PORT", "").strip() or "8091"
+    if not raw.isdigit() or not 0 <= int(raw) < 65536:
+        raise ValueError(f"NOTIFY_METRICS_PORT must be a port number from 0 (none) to 65535, not {raw!r}")
+    return int(raw)
+
+
 def report_timezone() -> str:
     return os.environ.get("NOTIFY_REPORT_TIMEZONE", "").strip() or "Africa/Kigali"
 
@@ -186,6 +207,16 @@ def _problem(name: str, value: str) -> str | None:
         return _database_url_problem(name, value)
     if name in ("NOTIFY_EMBEDDED_PG_PORT", "NOTIFY_SERVE_PORT"):
         return _int_range_problem(name, value, 1, 65535)
+    if name == "NOTIFY_METRICS_PORT":
+        return _int_range_problem(name, value, 0, 65535)
+    if name == "NOTIFY_SERVE_ALLOW_UNSIGNED":
+        if value not in ("0", "1"):
+            return f"NOTIFY_SERVE_ALLOW_UNSIGNED must be 1 or 0, not {value[:40]!r}"
+        return None
+    if name.startswith(("NOTIFY_SERVE_", "NOTIFY_METRICS_CACHE")):
+        from notify_pipeline.service.config import limit_problem
+
+        return limit_problem(name, value)
     if name == "NOTIFY_REPORT_TIMEZONE":
         from zoneinfo import ZoneInfo
 

@@ -1,7 +1,7 @@
-"""`GET /metrics` on `notify-pipeline serve`: real sends through the emulator, then an emergency
-stop, a resume, a retry of failed rows and a clean-up, with a scrape before and after each. Every
-counter and histogram must only go up, the exposition must parse, and the runbook's PromQL names
-must be there."""
+"""`GET /metrics` on `notify-pipeline serve`'s metrics listener: real sends through the emulator,
+then an emergency stop, a resume, a retry of failed rows and a clean-up, with a scrape before and
+after each. Every counter and histogram must only go up, the exposition must parse, and the
+runbook's PromQL names must be there. (The listener's own port and cache: test_serve_metrics.py.)"""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ RUNBOOK_CUMULATIVE = (
 
 def scrape(service: Service) -> tuple[dict[Key, float], dict[str, str]]:
     """Samples keyed by name and labels, and each family's type."""
-    response = service.http.get("/metrics")
+    response = service.metrics.get("/metrics")
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     samples, types = {}, {}
@@ -123,7 +123,7 @@ def test_exposition_parses_and_has_the_runbooks_promql_series(
 ) -> None:
     with running_service(db_url) as service:
         samples, types = scrape(service)
-        head = service.http.head("/metrics")
+        head = service.metrics.head("/metrics")
     assert head.status_code == 200
     names = {name for name, _ in samples}
     runbook = runbook_path.read_text()
@@ -175,6 +175,6 @@ def test_any_replica_answers_the_same(sent_and_failed, db_url) -> None:
 def test_a_database_that_does_not_answer_fails_the_scrape(db_url) -> None:
     unreachable = re.sub(r"@[^/]+/", "@127.0.0.1:1/", db_url)
     with running_service(unreachable) as service:
-        response = service.http.get("/metrics")
+        response = service.metrics.get("/metrics")
     assert response.status_code == 503
     assert "did not answer" in response.text and "127.0.0.1:1" not in response.text

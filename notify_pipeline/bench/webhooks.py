@@ -60,7 +60,13 @@ def _seed(ctx: BenchContext, messages: int) -> list[str]:
 
 def _start_service(url: str, workers: int) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    env = {**os.environ, "NOTIFY_DATABASE_URL": url, "WHATSAPP_APP_SECRET": SECRET}
+    # No metrics listener: the bench does not scrape, and a fixed port could be taken.
+    env = {
+        **os.environ,
+        "NOTIFY_DATABASE_URL": url,
+        "WHATSAPP_APP_SECRET": SECRET,
+        "NOTIFY_METRICS_PORT": "0",
+    }
     cli = str(Path(sys.executable).parent / "notify-pipeline")
     process = subprocess.Popen(
         [cli, "serve", "--port", str(port), "--workers", str(workers)],
