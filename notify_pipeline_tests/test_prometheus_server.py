@@ -4,27 +4,23 @@ fail between two scrapes, and NotifyFailureRate fires, as the failure-rate senso
 `increase()` read that domain's failures as 0: a series that first appears at its full value has
 no earlier sample.)
 
-The exposition is served here from reporting.metrics.render, a fresh database connection per
-scrape as `serve` does, so the test does not depend on which port `serve` gives /metrics."""
+Prometheus scrapes a real `notify-pipeline serve` process on its metrics listener."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from notify_pipeline.db.connect import connect
 from notify_pipeline.reporting import metrics
@@ -33,6 +29,7 @@ from notify_pipeline.thresholds import DEFAULTS
 from notify_pipeline_tests.engine_support import enqueue, welcome
 from notify_pipeline_tests.metrics_support import samples
 from notify_pipeline_tests.prometheus_scenarios import RULES
+from notify_pipeline_tests.service_support import serve_process
 from notify_pipeline_tests.support import free_port
 
 PROMETHEUS = shutil.which("prometheus")
@@ -41,33 +38,6 @@ pytestmark = pytest.mark.skipif(
     reason="prometheus is not installed (Debian's prometheus package; .ci/run installs it)",
 )
 DEADLINE_S = 180.0  # a slow, shared machine: Prometheus starts, scrapes and evaluates within this
-
-
-@contextmanager
-def exposition(db_url: str) -> Iterator[str]:
-    """/metrics on a loopback port, rendered from the database on every scrape."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            with connect(db_url, actor="test:metrics", autocommit=True) as conn:
-                body = metrics.render(conn)
-            self.send_response(200)
-            self.send_header("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 class Prometheus:
@@ -159,7 +129,11 @@ def fail_new_domain_at_once(db_url: str, domain: str, count: int, code: str) -> 
 
 
 def test_failure_rate_fires_for_a_domain_that_had_no_series_before(db, db_url, tmp_path: Path) -> None:
-    with exposition(db_url) as target, prometheus(tmp_path, target) as server:
+    # A real `serve` process, scraped on its own metrics listener (answers cached 1 s, not the default 5).
+    with (
+        serve_process(db_url, tmp_path, {"NOTIFY_METRICS_CACHE_S": "1"}) as serve,
+        prometheus(tmp_path, f"127.0.0.1:{serve.metrics_port}") as server,
+    ):
         # Several scrapes and evaluations of the quiet database first: every total at 0, no alert.
         wait_for(
             lambda: any(
