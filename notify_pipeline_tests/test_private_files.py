@@ -82,3 +82,15 @@ def test_dagster_processes_started_by_dev_write_private_files(tmp_path, permissi
     assert logs, f"Dagster wrote compute logs: {sorted(map(str, written))}"
     open_to_others = {str(path.relative_to(home)): oct(mode(path)) for path in written if mode(path) & 0o077}
     assert open_to_others == {}, "files and folders readable by others"
+
+
+def test_the_metrics_textfile_and_the_journal_are_not_world_readable(db, tmp_path, permissive_umask) -> None:
+    from notify_pipeline.engine import journal, store
+    from notify_pipeline.reporting import metrics
+
+    textfile = metrics.write_textfile(db, tmp_path / "metrics" / "notify_pipeline.prom")
+    # Group-readable for node_exporter's group, never by others; its folder the product's alone.
+    assert (mode(textfile), mode(textfile.parent)) == (0o640, 0o700)
+    folder = tmp_path / "journal" / "sender"
+    path = journal.append(folder, "w", [store.Outcome("sent", 1, "sent", 0, 0, wa_message_id="wamid.1")])
+    assert (mode(path), mode(folder), mode(folder.parent)) == (0o600, 0o700, 0o700)

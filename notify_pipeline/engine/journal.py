@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from notify_pipeline.engine.store import Outcome
+from notify_pipeline.private_files import make_dirs
 
 
 def journal_dir(data_dir: Path, sender: str) -> Path:
@@ -37,7 +38,7 @@ def _encode(value: Any) -> Any:
 
 def append(directory: Path, worker: str, outcomes: Iterable[Outcome], events: Iterable[tuple] = ()) -> Path:
     """Append outcomes (and (event_type, details) pairs) for `worker`; durable when it returns."""
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dirs(directory)
     path = directory / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', worker)}.jsonl"
     lines = [
         json.dumps({"worker": worker, "outcome": {k: _encode(v) for k, v in asdict(o).items()}})
@@ -73,7 +74,7 @@ def _write_all(fd: int, data: bytes) -> None:
 def check_writable(directory: Path) -> None:
     """Raise OSError unless `directory` (made if missing) takes a small fsynced file: a drain
     that could not journal its results through a database outage must not claim."""
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dirs(directory)
     probe = directory / f".writable-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

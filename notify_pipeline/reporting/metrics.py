@@ -94,6 +94,7 @@ from prometheus_client.utils import floatToGoString
 
 from notify_pipeline import settings
 from notify_pipeline.engine.reasons import DEFERRAL_REASONS
+from notify_pipeline.private_files import make_dirs
 from notify_pipeline.reporting.metrics_sql import (
     STATEMENT_TIMEOUT_MS,
     Labels,
@@ -466,9 +467,15 @@ def masked(url: str) -> str:
     return parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}").geturl()
 
 
+# The textfile is for node_exporter, which usually runs as a user of its own: readable by the
+# owner's group (give node_exporter that group), never by everyone. It holds counts, no secrets.
+TEXTFILE_MODE = 0o640
+
+
 def _write(registry: CollectorRegistry, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     write_to_textfile(str(path), registry)
+    os.chmod(path, TEXTFILE_MODE)
     return path
 
 
