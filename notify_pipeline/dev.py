@@ -4,16 +4,19 @@ Runs the Dagster webserver and daemon as two child processes (as production does
 the superseded `dagster dev`), both on the instance in dagster.yaml with Postgres storage. Unless
 WHATSAPP_API_BASE_URL names a real endpoint, it also runs the Cloud API emulator and points the
 code location at it, and seeds the demo data once, so the sensor launches send runs at once.
+Every child runs with umask 077, so what Dagster writes (compute logs, run storage) is 0600/0700.
+A child that dies is restarted and the rest keep running (notify_pipeline/dev_supervisor.py); a
+dead child's process group (the daemon's holds its code server and run workers) goes with it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -22,6 +25,8 @@ from notify_pipeline import settings
 from notify_pipeline.db import urls
 from notify_pipeline.db.location import dagster_storage_url
 from notify_pipeline.db.migrate import upgrade
+from notify_pipeline.dev_supervisor import Supervisor
+from notify_pipeline.private_files import CHILD_UMASK, make_dirs, own_dir
 
 
 def dagster_home() -> Path:
@@ -29,8 +34,10 @@ def dagster_home() -> Path:
     configured = os.environ.get("DAGSTER_HOME")
     if configured:
         return Path(configured)
-    home = settings.data_dir() / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
+    # The data dir is only created private: as root, the embedded PostgreSQL's system user must be
+    # able to traverse it, and that server widens it to o+x itself.
+    make_dirs(settings.data_dir())
+    home = own_dir(settings.data_dir() / "dagster_home")
     link = home / "dagster.yaml"
     source = settings.project_root() / "dagster.yaml"
     if source.exists() and not link.exists():
@@ -82,6 +89,14 @@ def _code_location_args() -> list[str]:
     return ["-m", "notify_pipeline.definitions"]
 
 
+def start_child(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """One child in its own session, with umask 077: Dagster's compute logs and run storage have no
+    mode setting, so the umask is what keeps them (and what run workers write) private."""
+    return subprocess.Popen(
+        command, env=env, cwd=settings.project_root(), start_new_session=True, umask=CHILD_UMASK
+    )
+
+
 def run_dev(
     queue_url: str, *, host: str, port: int, emulator_port: int | None, serve_port: int, seed: bool
 ) -> int:
@@ -98,8 +113,15 @@ def run_dev(
     commands = {}
     webhook_url = f"http://127.0.0.1:{serve_port}/webhooks/whatsapp"
     if env.get("WHATSAPP_APP_SECRET"):
-        commands["serve"] = [str(bin_dir / "notify-pipeline"), "serve", "--port", str(serve_port)]
+        # /metrics is on a port of its own (NOTIFY_METRICS_PORT, default 8091), never the webhooks'.
+        metrics_port = settings.metrics_port()
+        if metrics_port == serve_port:
+            metrics_port = serve_port + 1 if serve_port < 65535 else serve_port - 1
+        serve = [str(bin_dir / "notify-pipeline"), "serve", "--port", str(serve_port)]
+        commands["serve"] = [*serve, "--metrics-port", str(metrics_port)]
         click.echo(f"webhook service on {webhook_url}")
+        if metrics_port:
+            click.echo(f"Prometheus metrics on http://127.0.0.1:{metrics_port}/metrics")
     if emulator_port:
         # Secrets reach the emulator through the environment, not the command line (ps shows that).
         commands["emulator"] = [str(bin_dir / "notify-pipeline"), "emulator", "--port", str(emulator_port)]
@@ -108,12 +130,10 @@ def run_dev(
         click.echo(f"Cloud API emulator on {emulator_url}")
     commands["daemon"] = [str(bin_dir / "dagster-daemon"), "run", *location]
     commands["webserver"] = [str(bin_dir / "dagster-webserver"), *location, "-h", host, "-p", str(port)]
-    children = {
-        name: subprocess.Popen(cmd, env=env, cwd=settings.project_root(), start_new_session=True)
-        for name, cmd in commands.items()
-    }
-    click.echo(f"Dagster UI on http://{host}:{port} (Ctrl-C stops everything)")
-
+    supervisor = Supervisor(
+        {name: functools.partial(start_child, cmd, env) for name, cmd in commands.items()},
+        say=lambda line: click.echo(line, err=True),
+    )
     stopping = False
 
     def _stop(signum, _frame) -> None:
@@ -122,22 +142,11 @@ def run_dev(
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    exit_code = 0
     try:
-        while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    click.echo(f"{name} exited with code {child.returncode}; stopping", err=True)
-                    exit_code = child.returncode or 1
-                    stopping = True
-            time.sleep(0.5)
+        supervisor.start()
+        click.echo(f"Dagster UI on http://{host}:{port} (Ctrl-C stops everything)")
+        # A child that dies is restarted (its process group stopped first); the rest keep running.
+        supervisor.run(until=lambda: stopping)
     finally:
-        for child in children.values():
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
-        for child in children.values():
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-    return exit_code
+        supervisor.stop()
+    return 0

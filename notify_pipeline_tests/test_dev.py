@@ -63,16 +63,16 @@ def wait_for_a_serving_send_run(
     raise AssertionError(f"no serving send run that sent the demo within {timeout}s: {runs}")
 
 
-@pytest.mark.slow
-def test_dev_serves_the_ui_and_sends_the_demo_through_the_emulator(
-    tmp_path: Path, db_url: str, empty_db_url: str
-) -> None:
-    port, emulator_port = free_port(), free_port()
+def start_dev(
+    tmp_path: Path, db_url: str, empty_db_url: str, port: int, emulator_port: int, serve_port: int, **popen
+) -> subprocess.Popen:
+    """`notify-pipeline dev` on these databases, with the emulator, in a scratch data folder."""
     env = {
         **os.environ,
         "NOTIFY_DATABASE_URL": db_url,
         "DAGSTER_POSTGRES_URL": urls.for_driver(empty_db_url, "psycopg2"),
         "NOTIFY_DATA_DIR": str(tmp_path),
+        "NOTIFY_METRICS_PORT": str(free_port()),  # not the default 8091 another dev may hold
     }
     for name in (
         "DAGSTER_HOME",
@@ -81,18 +81,23 @@ def test_dev_serves_the_ui_and_sends_the_demo_through_the_emulator(
         "WHATSAPP_PHONE_NUMBER_ID",
     ):
         env.pop(name, None)
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "notify-pipeline"),
-            "dev",
-            "--port",
-            str(port),
-            "--emulator-port",
-            str(emulator_port),
-            "--serve-port",
-            str(free_port()),
-        ],
-        env=env,
+    command = [str(Path(sys.executable).parent / "notify-pipeline"), "dev", "--port", str(port)]
+    command += ["--emulator-port", str(emulator_port), "--serve-port", str(serve_port)]
+    return subprocess.Popen(command, env=env, **popen)
+
+
+@pytest.mark.slow
+def test_dev_serves_the_ui_and_sends_the_demo_through_the_emulator(
+    tmp_path: Path, db_url: str, empty_db_url: str
+) -> None:
+    port, emulator_port = free_port(), free_port()
+    process = start_dev(
+        tmp_path,
+        db_url,
+        empty_db_url,
+        port,
+        emulator_port,
+        free_port(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -130,3 +135,113 @@ def test_dev_serves_the_ui_and_sends_the_demo_through_the_emulator(
     assert process.returncode == 0, output
     assert "Dagster UI on http://127.0.0.1" in output
     assert "demo seeded" in output
+
+
+def dev_children(dev: subprocess.Popen) -> dict[str, int]:
+    """`dev`'s live children by role (serve, emulator, daemon, webserver), from /proc."""
+    children = Path(f"/proc/{dev.pid}/task/{dev.pid}/children").read_text().split()
+    roles = {}
+    for pid in map(int, children):
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if Path(args[0].decode()).name.startswith("python"):  # a console script run by its interpreter
+            args = args[1:]
+        program = Path(args[0].decode()).name
+        role = args[1].decode() if program == "notify-pipeline" else program.removeprefix("dagster-")
+        if process_alive(pid):
+            roles[role] = pid
+    return roles
+
+
+def process_alive(pid: int) -> bool:
+    """Exists and is not a zombie (PID 1 here may never reap an orphan's zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def process_group(pgid: int) -> dict[int, str]:
+    """The live processes of a process group, with their command lines."""
+    members = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode() if stat else ""
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if stat and int(stat[stat.rindex(")") + 2 :].split()[2]) == pgid and process_alive(int(entry.name)):
+            members[int(entry.name)] = command
+    return members
+
+
+def wait_until(condition, what: str, dev: subprocess.Popen, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert dev.poll() is None, "notify-pipeline dev exited"
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def serve_answers(serve_port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{serve_port}/healthz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads dev's children from /proc")
+def test_dev_restarts_a_killed_child_alone_and_a_killed_daemon_without_its_runs(
+    tmp_path: Path, db_url: str, empty_db_url: str
+) -> None:
+    port, serve_port = free_port(), free_port()
+    log = (tmp_path / "dev.log").open("w")
+    dev = start_dev(
+        tmp_path, db_url, empty_db_url, port, free_port(), serve_port, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_for_location(port, dev, timeout=240)
+        wait_for_a_serving_send_run(port, db_url, dev, timeout=240)
+        wait_until(lambda: serve_answers(serve_port), "serve answers", dev)
+        before = dev_children(dev)
+        assert {"serve", "emulator", "daemon", "webserver"} <= before.keys(), before
+
+        os.kill(before["serve"], signal.SIGKILL)
+        wait_until(
+            lambda: dev_children(dev).get("serve", before["serve"]) != before["serve"], "new serve", dev
+        )
+        wait_until(lambda: serve_answers(serve_port), "serve answers again", dev)
+        after = dev_children(dev)
+        assert {role: after[role] for role in ("emulator", "daemon", "webserver")} == {
+            role: before[role] for role in ("emulator", "daemon", "webserver")
+        }, "the other children kept running"
+
+        # The daemon's group holds its code server and the send run's worker, a multiprocessing
+        # child of the code server (Dagster starts neither in a new session): a killed daemon
+        # takes them with it, and comes back alone.
+        group = process_group(before["daemon"])
+        commands = "\n".join(group.values())
+        assert "dagster api grpc" in commands and "multiprocessing.spawn" in commands, commands
+        os.kill(before["daemon"], signal.SIGKILL)
+        wait_until(lambda: not process_group(before["daemon"]), "the old daemon's group gone", dev)
+        wait_until(
+            lambda: dev_children(dev).get("daemon", before["daemon"]) != before["daemon"], "new daemon", dev
+        )
+        assert dev_children(dev)["serve"] == after["serve"], "serve kept running"
+        groups = {*before.values(), *dev_children(dev).values()}  # each child leads its own group
+    finally:
+        dev.send_signal(signal.SIGTERM)
+        dev.wait(timeout=120)
+        log.close()
+    output = (tmp_path / "dev.log").read_text()
+    assert dev.returncode == 0, output
+    assert "serve exited with code -9" in output and "daemon exited with code -9" in output, output
+    left = {pgid: members for pgid in groups if (members := process_group(pgid))}
+    assert left == {}, "dev's stop leaves no process of any child's group"
