@@ -5,7 +5,7 @@ so a limiter with a key per recipient stays cheap. A request conforms when it ar
 than TAT minus the burst tolerance; each conforming request pushes TAT one emission interval on.
 That is Meta's description of its limits: a steady rate, and bursts that borrow from future quota
 and are paid back by waiting. The emulator rejects non-conforming requests (allow); the engine
-paces itself to stay under them (reserve).
+paces itself to stay under them (wait_s, then reserve; engine/pacing.py adjusts its rate).
 """
 
 from __future__ import annotations
@@ -34,6 +34,14 @@ class Gcra:
         self.tolerance = (burst - 1) * self.interval
         self._clock = clock
         self._tat: dict[Hashable, float] = {}
+
+    def set_rate(self, rate_per_s: float) -> None:
+        """Change the average rate from now on (a pacer slowing down or recovering). The burst in
+        requests stays; what each key has used stays as the time its TAT lies ahead."""
+        if rate_per_s <= 0:
+            raise ValueError("rate must be positive")
+        self.interval = 1.0 / rate_per_s
+        self.tolerance = (self.burst - 1) * self.interval
 
     def allow(self, key: Hashable = None) -> bool:
         """Take one request for `key` if it conforms; a rejected request costs nothing."""

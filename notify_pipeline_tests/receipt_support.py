@@ -82,9 +82,10 @@ def unix(seconds_ago: float = 0) -> int:
     return int(time.time() - seconds_ago)
 
 
-def webhook_body(value: dict[str, Any], field: str = "messages") -> bytes:
-    """One change of `field` in one entry, as Meta posts it."""
-    change = {"value": {"messaging_product": "whatsapp", "metadata": METADATA, **value}, "field": field}
+def webhook_body(value: dict[str, Any], field: str = "messages", phone_number_id: str | None = None) -> bytes:
+    """One change of `field` in one entry, as Meta posts it (to `phone_number_id`, default METADATA's)."""
+    metadata = METADATA if phone_number_id is None else {**METADATA, "phone_number_id": phone_number_id}
+    change = {"value": {"messaging_product": "whatsapp", "metadata": metadata, **value}, "field": field}
     return json.dumps(
         {"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [change]}]}
     ).encode()

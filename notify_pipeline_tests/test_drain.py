@@ -8,6 +8,7 @@ import pytest
 
 from notify_pipeline.engine.operations import set_paused
 from notify_pipeline.engine.policy import PolicyConfig
+from notify_pipeline.whatsapp.messages import callback_data
 from notify_pipeline_tests.engine_support import (
     client_settings,
     enqueue,
@@ -38,7 +39,7 @@ def test_drain_sends_everything_due_and_records_wamids(queue, db_url, emulator) 
     wamids = {m["biz_opaque_callback_data"]: m["wamid"] for m in emulator.messages()}
     for notification_id in ids:
         notification = row(queue, notification_id)
-        assert notification["wa_message_id"] == wamids[str(notification_id)]
+        assert notification["wa_message_id"] == wamids[callback_data(notification_id)]
         assert notification["locked_at"] is None and notification["sent_at"] is not None
     events = [e for (e,) in queue.execute("SELECT event_type FROM observability_events ORDER BY id")]
     assert events == ["NOTIFY_WORKER_START", "NOTIFY_WORKER_DONE"]

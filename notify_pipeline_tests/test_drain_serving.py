@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from notify_pipeline.engine.operations import set_paused
+from notify_pipeline.whatsapp.messages import callback_data
 from notify_pipeline_tests.drain_harness import DrainThread, counts, events, fresh, wait_until
 from notify_pipeline_tests.engine_support import (
     enqueue,
@@ -168,11 +169,13 @@ def test_a_high_priority_row_overtakes_a_backlog(db_url, emulator, tmp_path) -> 
     with fresh(db_url) as conn:
         urgent = enqueue(conn, welcome("+250788900001"), {"priority": 100})
     ahead_at_enqueue = emulator.stats()["total"]
-    wait_until(lambda: emulator.messages(biz_opaque_callback_data=str(urgent)), what="the urgent row")
+    wait_until(
+        lambda: emulator.messages(biz_opaque_callback_data=callback_data(urgent)), what="the urgent row"
+    )
     with fresh(db_url) as conn:
         set_paused(conn, True, "test over", "test")
     drain.join()
     order = [m["biz_opaque_callback_data"] for m in emulator.messages()]
-    position = order.index(str(urgent))
+    position = order.index(callback_data(urgent))
     assert position - ahead_at_enqueue <= 2 * rate, f"it overtook the backlog (position {position})"
     assert counts(db_url).get("queued", 0) > 500, "most of the backlog was still waiting"

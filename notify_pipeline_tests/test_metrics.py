@@ -68,6 +68,8 @@ CONVENTIONAL_FAMILIES = {
     "notify_late_failed": ("counter", {"error_code"}),
     "notify_delivered": ("counter", set()),
     "notify_read": ("counter", set()),
+    "notify_receipt_confirmed": ("counter", set()),
+    "notify_duplicate_sends": ("counter", set()),
     "notify_filtered": ("counter", {"domain", "reason", "stage"}),
     "notify_held": ("counter", {"domain"}),
     "notify_expired": ("counter", {"domain"}),

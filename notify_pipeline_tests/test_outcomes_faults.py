@@ -21,6 +21,7 @@ from notify_pipeline.engine.backoff import (
     connection_delay,
     pair_limit_delay,
 )
+from notify_pipeline.engine.policy import PolicyConfig
 from notify_pipeline.engine.reasons import DEFERRAL_REASONS, OWN_REASONS
 from notify_pipeline.engine.store import Outcome
 from notify_pipeline.whatsapp.errors import ErrorClass, classify, lookup, throttling_codes
@@ -75,9 +76,14 @@ def test_a_connection_error_defers_without_an_attempt_for_a_few_growing_seconds(
 
 def test_an_ambiguous_timeout_retries_and_uses_an_attempt() -> None:
     policy = {"retry_policy": {"max_retries": 2, "backoff_base_seconds": 10, "backoff_max_seconds": 100}}
-    retried = outcomes.after_send(row(retry_count=1), policy, network("timeout_ambiguous"), NOW)
+    retried = outcomes.after_send(
+        row(retry_count=1), policy, network("timeout_ambiguous"), NOW, receipt_wait_s=0
+    )
     assert (retried.kind, retried.retry_count, retried.error_code) == ("retried", 2, "timeout_ambiguous")
     assert 0 <= wait(retried) <= 20
+    # By default it first waits for a status webhook that would say Meta had taken it.
+    waiting = outcomes.after_send(row(retry_count=1), policy, network("timeout_ambiguous"), NOW)
+    assert wait(waiting) >= PolicyConfig.receipt_wait_s
     gave_up = outcomes.after_send(row(retry_count=2), policy, network("timeout_ambiguous"), NOW)
     assert (gave_up.kind, gave_up.retry_count, gave_up.error_code) == ("failed", 3, "timeout_ambiguous")
 

@@ -15,6 +15,7 @@ import pytest
 from psycopg import sql
 
 from notify_pipeline.demo.seed import seed_demo
+from notify_pipeline.whatsapp.messages import callback_data
 from notify_pipeline_tests.engine_support import enqueue, enqueue_many, load_demo_templates, run_drain
 from notify_pipeline_tests.test_emulator_templates import ORDER_CONFIRMATION_OK, WELL_FILLED
 
@@ -195,7 +196,7 @@ def test_rows_python_cannot_read_fail_alone_and_every_other_row_is_sent_once(que
     assert report.fault is None and report.stopped_by == "drained", report.fault
     assert report.sent == len(good) and report.failed == {"invalid_payload": len(bad)}
     sent = Counter(m["biz_opaque_callback_data"] for m in emulator.messages())
-    assert sent == Counter({str(i): 1 for i in good}), "every good row sent once, no bad one"
+    assert sent == Counter({callback_data(i): 1 for i in good}), "every good row sent once, no bad one"
     rows = queue.execute(
         "SELECT id, status, last_error_code, error_message FROM notifications WHERE id = ANY(%s)",
         (list(bad),),
@@ -229,7 +230,7 @@ def test_a_template_definition_python_cannot_read_does_not_stop_sending(queue, d
     report = run_drain(db_url, emulator, batch_size=4, throughput_per_s=None)
     # Like any definition the engine cannot read, Meta (here the emulator) judges the sends.
     assert report.fault is None and report.sent == len(ids), report.fault
-    assert {m["biz_opaque_callback_data"] for m in emulator.messages()} == {str(i) for i in ids}
+    assert {m["biz_opaque_callback_data"] for m in emulator.messages()} == {callback_data(i) for i in ids}
 
 
 def test_an_answer_postgresql_cannot_store_is_written_cleaned_and_replays_from_the_journal(

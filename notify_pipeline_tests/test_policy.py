@@ -59,7 +59,7 @@ KIGALI = Contact(
 def test_send_carries_the_request_and_the_template() -> None:
     verdict = decide(row(), KIGALI, registry(template()), DAY_IN_KIGALI, CONFIG)
     assert verdict.action == "send"
-    assert verdict.request["biz_opaque_callback_data"] == "7"
+    assert verdict.request["biz_opaque_callback_data"] == "np1:7"
     assert verdict.template["retry_policy"] == {"max_retries": 3}
 
 

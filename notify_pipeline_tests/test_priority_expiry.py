@@ -17,7 +17,7 @@ from notify_pipeline.engine.claim import claim
 from notify_pipeline.engine.policy import PolicyConfig, decide
 from notify_pipeline.engine.reasons import meaning
 from notify_pipeline.engine.store import Contact
-from notify_pipeline.whatsapp.messages import Button, template_message
+from notify_pipeline.whatsapp.messages import Button, callback_data, template_message
 from notify_pipeline_tests.engine_support import (
     WELCOME_TEMPLATE,
     enqueue,
@@ -172,7 +172,7 @@ def test_an_expired_row_fails_as_expired_and_is_never_sent(
     assert row(db, fresh)["status"] == "sent"
     stats = emulator.stats()
     assert stats["total"] == 1 and stats["rejected"] == 0, "only the fresh row reached the API"
-    assert [m["biz_opaque_callback_data"] for m in emulator.messages()] == [str(fresh)]
+    assert [m["biz_opaque_callback_data"] for m in emulator.messages()] == [callback_data(fresh)]
     trail = [
         e
         for (e,) in db.execute(

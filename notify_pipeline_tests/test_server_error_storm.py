@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 
+from notify_pipeline.engine.policy import PolicyConfig
 from notify_pipeline.whatsapp.client import CloudApiClient
 from notify_pipeline_tests.drain_harness import DrainThread, counts, events, fresh, wait_until
 from notify_pipeline_tests.engine_support import client_settings, enqueue_many, load_demo_templates, run_drain
@@ -21,6 +22,9 @@ BREAKER_AFTER = 5  # the default
 PROBE_MAX_WAIT_S = 1.0
 # The retry budget: one retry, a fraction of a second later. Any storm of seconds outlasts it.
 SHORT_BUDGET = '{"max_retries": 1, "backoff_base_seconds": 0.05, "backoff_max_seconds": 0.2}'
+# A 502 may have reached Meta: its row waits this long for a status naming it before a retry
+# (receipt_wait_s, minutes by default; this test has no webhooks, so keep the wait short).
+POLICY = PolicyConfig(default_quiet_hours=None, receipt_wait_s=1)
 STORMS = {
     "meta_503": {"mode": "error", "code": 131016},  # Meta's JSON error, HTTP 503
     "gateway_502_page": {"mode": "non_json", "http_status": 502},  # a load balancer's HTML page
@@ -41,7 +45,9 @@ def _drain_until_all_sent(db_url: str, emulator, total: int, tmp_path) -> None:
     while (now := counts(db_url)) != {"sent": total}:
         assert not now.get("failed"), f"a row failed: {now}"
         assert time.monotonic() < deadline, f"not all sent: {now}"
-        run_drain(db_url, emulator, throughput_per_s=None, journal_dir=tmp_path, max_seconds=30)
+        run_drain(
+            db_url, emulator, throughput_per_s=None, journal_dir=tmp_path, max_seconds=30, policy=POLICY
+        )
         time.sleep(0.2)
 
 
@@ -94,6 +100,7 @@ def test_a_storm_longer_than_the_retry_budget_fails_no_row(db_url, emulator, tmp
         breaker_max_wait_s=PROBE_MAX_WAIT_S,
         journal_dir=tmp_path,
         max_seconds=120,
+        policy=POLICY,
     )
     wait_until(lambda: events(db_url, "NOTIFY_CIRCUIT_OPEN"), what="the circuit breaker to open")
     # The storm goes on for several probes: many times the retry budget (a fraction of a second).

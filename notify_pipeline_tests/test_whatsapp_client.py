@@ -38,7 +38,7 @@ def test_template_send_succeeds_with_either_transport(emulator, transport: str) 
     assert result.wa_id == "250788000001"
     assert result.http_status == 200
     (message,) = emulator.messages()
-    assert message["biz_opaque_callback_data"] == "41"
+    assert message["biz_opaque_callback_data"] == "np1:41"
     assert emulator.stats()["total"] == 1
 
 
@@ -181,7 +181,7 @@ def test_status_webhooks_are_signed_and_carry_the_notification_id(emulator, webh
     statuses = webhook_receiver.statuses(3)
     assert [s["status"] for s in statuses] == ["sent", "delivered", "read"]
     assert {s["id"] for s in statuses} == {result.wamid}
-    assert {s["biz_opaque_callback_data"] for s in statuses} == {"77"}
+    assert {s["biz_opaque_callback_data"] for s in statuses} == {"np1:77"}
     for headers, body in webhook_receiver.received:
         signature = {k.lower(): v for k, v in headers.items()}[webhooks.SIGNATURE_HEADER.lower()]
         assert webhooks.verify(EMULATOR_APP_SECRET, body, signature)
@@ -197,7 +197,7 @@ def test_async_failure_arrives_as_a_failed_webhook(emulator, webhook_receiver) -
     (status,) = webhook_receiver.statuses(1)
     assert status["status"] == "failed"
     assert status["errors"][0]["code"] == 131026
-    assert status["biz_opaque_callback_data"] == "5"
+    assert status["biz_opaque_callback_data"] == "np1:5"
 
 
 def test_text_outside_the_24_hour_window_fails_by_webhook(emulator, webhook_receiver) -> None:

@@ -61,7 +61,7 @@ def test_template_without_variables_omits_components_and_text_message() -> None:
 def test_send_request_carries_the_notification_id_for_receipts() -> None:
     payload = {"messaging_product": "whatsapp", "to": "+250788000001", "type": "text", "text": {"body": "x"}}
     request = send_request(42, payload)
-    assert request["biz_opaque_callback_data"] == "42"
+    assert request["biz_opaque_callback_data"] == "np1:42"
     assert request["to"] == "+250788000001"
     with pytest.raises(ValueError, match="notification 7 has no sendable payload"):
         send_request(7, {"to": "+1", "type": "image"})

@@ -18,6 +18,7 @@ from notify_pipeline.engine.drain_config import DrainConfig, DrainReport
 from notify_pipeline.engine.operations import set_paused
 from notify_pipeline.engine.policy import PolicyConfig
 from notify_pipeline.whatsapp.client import ClientSettings, CloudApiClient
+from notify_pipeline.whatsapp.messages import notification_id_of
 
 # No default quiet hours for contacts without preferences (every bench recipient has some anyway).
 NO_DEFAULT_QUIET_HOURS = PolicyConfig(default_quiet_hours=None)
@@ -205,9 +206,9 @@ def accepted_at(ctx: BenchContext, ids: list[int]) -> tuple[dict[int, float], st
     times: dict[int, float] = {}
     if ctx.endpoint.control is not None:
         for message in ctx.endpoint.control.messages():
-            key = message.get("biz_opaque_callback_data")
-            if key is not None and key.isdigit() and int(key) in wanted and int(key) not in times:
-                times[int(key)] = message["received_at"]
+            key = notification_id_of(message.get("biz_opaque_callback_data"))
+            if key is not None and key in wanted and key not in times:
+                times[key] = message["received_at"]
         return times, "emulator receive times"
     rows = ctx.conn.execute(
         "SELECT id, extract(epoch FROM sent_at)::float8 FROM notifications "

@@ -26,6 +26,7 @@ from notify_pipeline.bench.workload import add_contacts, produce_steady
 from notify_pipeline.db.connect import connect_async
 from notify_pipeline.engine.drain_config import DrainConfig, DrainReport
 from notify_pipeline.whatsapp.client import ClientSettings
+from notify_pipeline.whatsapp.messages import notification_id_of
 
 # After the producer's last enqueue, how long the rows may take to be sent (a backlog at the limit).
 SETTLE_S = 60.0
@@ -59,26 +60,30 @@ def _latencies(ctx: BenchContext, ids: list[int]) -> tuple[list[float], list[flo
     to_accepted: list[float] = []
     if ctx.endpoint.control is not None:
         for message in ctx.endpoint.control.messages():
-            key = message.get("biz_opaque_callback_data")
-            if key is not None and key.isdigit() and int(key) in created:
-                to_accepted.append(message["received_at"] - created[int(key)])
+            key = notification_id_of(message.get("biz_opaque_callback_data"))
+            if key is not None and key in created:
+                to_accepted.append(message["received_at"] - created[key])
     return to_accepted, to_sent, list(created.values())
 
 
 def measure(ctx: BenchContext) -> dict[str, Any]:
     options = ctx.options
-    rate = options.rate_per_s
+    tier = options.rate_per_s
+    config = ctx.drain_config(throughput_per_s=tier, pair_limit=True, serve=True)
+    # The steadiest load one number carries: its tier less the pacing margin (inbound messages
+    # count against the tier too). A load at the full tier would outgrow the pace and queue up.
+    rate = tier * (1 - config.pacing.margin)
     count = max(1, round(rate * options.steady_seconds))
-    ctx.reset_emulator(limits_enabled=True, throughput_per_s=rate, latency_ms=0.0)
+    ctx.reset_emulator(limits_enabled=True, throughput_per_s=tier, latency_ms=0.0)
     database.clear_queue(ctx.conn)
-    config = ctx.drain_config(throughput_per_s=rate, pair_limit=True, serve=True)
     client = ctx.endpoint.for_concurrency(options.concurrency)
     ids, report, settled = asyncio.run(_run(ctx, client, config, count, rate))
     to_accepted, to_sent, created = _latencies(ctx, ids)
     produced = rate_between(created)
     emulator = ctx.emulator_counts()
     return {
-        "load_per_s": rate,
+        "tier_per_s": tier,
+        "load_per_s": round(rate, 2),
         "seconds": options.steady_seconds,
         "enqueued": len(ids),
         "enqueue_rate_per_s": round(produced, 2) if produced else None,

@@ -83,6 +83,8 @@ notifications = Table(
     *_timestamps(),
     # Deferrals by cause, {"131056": 3, "quiet_hours": 1}, counted by the database (0009).
     Column("deferrals", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # Other message ids Meta accepted for this notification: a second send (0014).
+    Column("duplicate_wa_message_ids", ARRAY(Text)),
 )
 Index(
     "notifications_due_idx",
@@ -344,7 +346,14 @@ webhook_events = Table(
     Column("received_at", TZ, nullable=False, server_default=text("now()")),
     Column("applied_at", TZ),
     Column("outcome", Text),
+    # The notification a status names by its callback data, through our sender number (0014).
+    Column("notification_id", BigInteger),
     UniqueConstraint("kind", "update_key", name="webhook_events_update_key"),
+)
+Index(
+    "webhook_events_naming_idx",
+    webhook_events.c.id,
+    postgresql_where=text("applied_at IS NULL AND kind = 'status' AND notification_id IS NOT NULL"),
 )
 Index(
     "webhook_events_waiting_idx",

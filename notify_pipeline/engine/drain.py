@@ -32,6 +32,7 @@ from notify_pipeline.engine.breaker import Breaker, is_outage, spares_attempt
 from notify_pipeline.engine.control import control_loop
 from notify_pipeline.engine.drain_config import DrainConfig, DrainReport, StopReason, worker_enabled
 from notify_pipeline.engine.handoff import Handoff
+from notify_pipeline.engine.pacing import Pacer
 from notify_pipeline.engine.policy import decide_row
 from notify_pipeline.engine.sender_lock import SenderControl
 from notify_pipeline.engine.stop_signals import stop_on_signals
@@ -75,7 +76,8 @@ class _Drain:
         self.results_closed = False
         self.halted_by_meta: outcomes.Halt | None = None
         limit = config.throughput_per_s
-        self.throughput = Gcra(limit, max(1, int(limit / 20))) if limit else None
+        # A margin under the sender's tier, slower after a 130429 (engine/pacing.py).
+        self.throughput = Pacer(limit, config.pacing, config.sender) if limit else None
         # Rows for the senders, paced, most urgent first: (row, verdict).
         self.sendable = Handoff(self.throughput, stop=self.no_more_posts)
         self.pair = Gcra(config.pair_per_s, config.pair_burst) if config.pair_per_s else None
@@ -372,6 +374,8 @@ class _Drain:
             self.give_back.append(row["id"])
             return
         result = await self.sender.send(verdict.request)
+        if self.throughput is not None:
+            self.throughput.answered(result)  # a 130429 slows the pace
         outcome = outcomes.after_send(
             row,
             verdict.template,
@@ -379,6 +383,7 @@ class _Drain:
             self.now(),
             self.rng,
             template_hold_s=self.config.policy.template_hold_s,
+            receipt_wait_s=self.config.policy.receipt_wait_s,
         )
         if isinstance(outcome, outcomes.Halt):
             self.halted_by_meta = self.halted_by_meta or outcome
@@ -394,18 +399,23 @@ class _Drain:
             # The answers that opened it were the outage's, not their rows': no attempt for them.
             streak, self.outage_streak = self.outage_streak, []
             for held_row, held_result, _ in streak:
-                await self.results.put(outcomes.outage_deferral(held_row, held_result, self.now(), self.rng))
+                await self.results.put(self._outage_deferral(held_row, held_result))
         elif not outage:
             await self._end_streak()  # the API answered: the streak's errors were the rows' own
         if spares_attempt(result.error):
             if self.breaker.is_open:
-                outcome = outcomes.outage_deferral(row, result, self.now(), self.rng)
+                outcome = self._outage_deferral(row, result)
             else:  # one alone retries with back-off; decided when the next answer tells which
                 self.outage_streak.append((row, result, outcome))
                 return
         if outcome.template_hold and row.get("template_name"):
             self.templates_to_hold.append((row["template_name"], row.get("language") or "en"))
         await self.results.put(outcome)
+
+    def _outage_deferral(self, row: dict, result: SendResult) -> store.Outcome:
+        return outcomes.outage_deferral(
+            row, result, self.now(), self.rng, receipt_wait_s=self.config.policy.receipt_wait_s
+        )
 
     async def _probe(self) -> None:
         probe = getattr(self.sender, "probe", None)
@@ -454,6 +464,10 @@ class _Drain:
                 await self.writer.write(pending)
                 self.writing = []
                 self._count(pending)
+                if any(o.status == "queued" for o in pending):
+                    # Rows it queued again (retries, deferrals, waits for a receipt) wake no one
+                    # (notify_wake_on_update skips a drain's own writes): reset the claimer's timer.
+                    self.wake.set()
             if self.templates_to_hold:
                 keys, self.templates_to_hold = self.templates_to_hold, []
                 await self.writer.run(lambda c, keys=keys: store.hold_templates(c, keys))

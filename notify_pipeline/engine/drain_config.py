@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from notify_pipeline.engine.pacing import PacingRule
 from notify_pipeline.engine.policy import PolicyConfig
 
 
@@ -80,7 +81,10 @@ class DrainConfig:
     # due, or by a slow poll) until the lifetime ends; otherwise end once nothing is due.
     serve: bool = False
     lease_s: float = 900.0
-    throughput_per_s: float | None = 80.0  # per sender phone number; None: no limit on our side
+    # Meta's throughput tier of the sender phone number (msg/s); the drain paces a margin under it
+    # and slower after a 130429 (`pacing`, engine/pacing.py). None: no limit on our side.
+    throughput_per_s: float | None = 80.0
+    pacing: PacingRule = field(default_factory=PacingRule)
     pair_per_s: float | None = 1 / 6  # per recipient; None: no limit on our side
     pair_burst: int = 40
     # How much sending the drain holds ahead of its senders, in seconds at the throughput limit: a

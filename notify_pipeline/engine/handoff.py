@@ -5,6 +5,11 @@ row there is when its turn comes. So a priority row handed over behind a second 
 goes out at the next turn, not after every row the senders would otherwise already hold. A sender
 only asks for a turn while some row is not yet spoken for, so an idle drain reserves no turns and
 a burst of work never meets a pile of stale reservations.
+
+Turns are never booked ahead: one sender at a time waits at the turnstile and takes a turn only
+once it has come. Booked turns would all fall due together after a pause of the event loop (a
+long write, a busy machine) and go out as one burst, which Meta answers with 130429; this way a
+pause is followed by at most the limiter's small burst.
 """
 
 from __future__ import annotations
@@ -14,15 +19,21 @@ import contextlib
 import heapq
 import itertools
 import math
-from typing import Any
-
-from notify_pipeline.ratelimit import Gcra
+from typing import Any, Protocol
 
 Item = tuple[float, int, Any]  # (-priority, hand-off order, payload); payload None ends a sender
 
 
+class Turns(Protocol):
+    """A rate limiter the senders take turns from (ratelimit.Gcra, engine/pacing.Pacer)."""
+
+    def wait_s(self) -> float: ...
+
+    def reserve(self) -> float: ...
+
+
 class Handoff:
-    def __init__(self, pacer: Gcra | None, stop: asyncio.Event | None = None) -> None:
+    def __init__(self, pacer: Turns | None, stop: asyncio.Event | None = None) -> None:
         self._heap: list[Item] = []
         self._order = itertools.count()
         self._ready = asyncio.Condition()
@@ -30,6 +41,7 @@ class Handoff:
         # Once `stop` is set nothing more is sent: senders waiting for a turn take their row at once
         # (to give it back), so a drain that must stop is not held up by the pacing.
         self._pacer, self._stop = pacer, stop or asyncio.Event()
+        self._turnstile = asyncio.Lock()
 
     async def put(self, priority: float, payload: Any) -> None:
         async with self._ready:
@@ -48,14 +60,25 @@ class Handoff:
             await self._ready.wait_for(lambda: len(self._heap) > self._spoken_for)
             self._spoken_for += 1
         try:
-            if self._pacer is not None and not self._stop.is_set():
-                delay = self._pacer.reserve()
-                if delay > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), delay)
+            if self._pacer is not None:
+                await self._turn(self._pacer)
         finally:
             async with self._ready:
                 self._spoken_for -= 1
                 item = heapq.heappop(self._heap)
                 self._ready.notify()
         return item[2]
+
+    async def _turn(self, pacer: Turns) -> None:
+        """Wait at the turnstile, then until the limiter has a turn now; take it. No turn is
+        spent on the end markers (every row is gone) or once sending must stop."""
+
+        def needless() -> bool:
+            return self._stop.is_set() or self._heap[0][2] is None
+
+        async with self._turnstile:
+            while not needless() and (delay := pacer.wait_s()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+            if not needless():
+                pacer.reserve()

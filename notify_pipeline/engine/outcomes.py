@@ -8,6 +8,12 @@ the row; permanent, template and 24-hour window errors fail at once; auth and ac
 the row back untouched and stop the run (a Halt). During an API outage (the circuit breaker,
 engine/breaker.py) an outage answer defers its row without an attempt (`outage_deferral`).
 
+A send that got no usable answer (AWAITS_RECEIPT: a timeout after the request left, a gateway's
+502 or 504, a 200 without a message id) may have reached Meta. Its row is not sent again at once:
+it waits at least `receipt_wait_s` (PolicyConfig) for a status webhook naming it, which records it
+sent (receipts/reconcile.py); only with none by then is it retried. Its label in last_error_code is
+what the receipts look for.
+
 Each wait grows with the row's deferrals of its own cause (notifications.deferrals, counted per
 reason by the database as deferrals are written back): 131056 waits 4^X s with X the row's
 pair-limit hits, whatever quiet hours or holds deferred it before. A throttling code is deferred at
@@ -20,7 +26,7 @@ import dataclasses
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from notify_pipeline.engine.backoff import (
@@ -33,8 +39,10 @@ from notify_pipeline.engine.backoff import (
 from notify_pipeline.engine.policy import PolicyConfig, max_deferrals
 from notify_pipeline.engine.store import Outcome
 from notify_pipeline.whatsapp.errors import ErrorClass
-from notify_pipeline.whatsapp.results import SendResult
+from notify_pipeline.whatsapp.results import ApiError, SendResult
 
+# Labels (ApiError.label) of answers after which Meta may hold the message without our knowing its id.
+AWAITS_RECEIPT = ("timeout_ambiguous", "http_502", "http_504", "bad_response")
 THROTTLE_BASE_S = 2.0
 THROTTLE_CAP_S = 600.0
 TEMPLATE_HOLD_CODES = (132015, 132016)  # paused or disabled at Meta: hold, as a PAUSED status does
@@ -78,21 +86,45 @@ def failed(row: Mapping[str, Any], reason: str, message: str, *, retry_count: in
     return Outcome("failed", row["id"], "failed", retries, row["deferral_count"], None, message, reason)
 
 
+def awaits_receipt(error: ApiError | None) -> bool:
+    """Whether Meta may hold this send's message although no message id came back."""
+    return error is not None and error.label in AWAITS_RECEIPT
+
+
+def _receipt_wait(error: ApiError, delay: float, now: datetime, wait_s: float) -> tuple[float, str]:
+    """The delay and a note for a send that may have reached Meta: at least `wait_s`, for a
+    status webhook naming the row to arrive first."""
+    if not awaits_receipt(error):
+        return delay, ""
+    delay = max(delay, wait_s)
+    until = _later(now, delay).astimezone(UTC)
+    return delay, (
+        f"; no answer, Meta may have it: sent again only if no status webhook names it by "
+        f"{until:%Y-%m-%d %H:%M:%S} UTC"
+    )
+
+
 def outage_deferral(
-    row: Mapping[str, Any], result: SendResult, now: datetime, rng: random.Random | None = None
+    row: Mapping[str, Any],
+    result: SendResult,
+    now: datetime,
+    rng: random.Random | None = None,
+    *,
+    receipt_wait_s: float = PolicyConfig.receipt_wait_s,
 ) -> Outcome:
     """A row whose answer was part of an API outage (the circuit breaker opened on it, or it came
     while the breaker was open): deferred briefly, no attempt used, so an outage of any length
-    fails no row. The wait grows with the row's deferrals for this answer, as for `connection`."""
+    fails no row. The wait grows with the row's deferrals for this answer, as for `connection`;
+    a gateway's 502/504 waits at least `receipt_wait_s` for a status webhook naming the row."""
     error = result.error
     assert error is not None
     code = error.label
-    delay = connection_delay(deferrals_of(row, code), rng)
+    delay, note = _receipt_wait(error, connection_delay(deferrals_of(row, code), rng), now, receipt_wait_s)
     outcome = deferred(
         row,
         _later(now, delay),
         code,
-        f"API outage (circuit breaker open), no attempt used: {error.describe()}",
+        f"API outage (circuit breaker open), no attempt used: {error.describe()}{note}",
     )
     return dataclasses.replace(outcome, latency_s=result.latency_s)
 
@@ -111,13 +143,21 @@ def after_send(
     *,
     template_hold_s: float = PolicyConfig.template_hold_s,
     deferral_limits: Mapping[int, int] | None = None,
+    receipt_wait_s: float = PolicyConfig.receipt_wait_s,
 ) -> Outcome | Halt:
     """The outcome of one send, or a Halt: give the row back untouched and stop the drain.
 
     `deferral_limits` overrides the code table's bounds per code (default: NOTIFY_MAX_DEFERRALS,
-    else the table)."""
+    else the table). A send that may have reached Meta is retried no sooner than `receipt_wait_s`."""
     outcome = _after_send(
-        row, template, result, now, rng, template_hold_s=template_hold_s, deferral_limits=deferral_limits
+        row,
+        template,
+        result,
+        now,
+        rng,
+        template_hold_s=template_hold_s,
+        deferral_limits=deferral_limits,
+        receipt_wait_s=receipt_wait_s,
     )
     if isinstance(outcome, Halt):
         return outcome
@@ -133,6 +173,7 @@ def _after_send(
     *,
     template_hold_s: float,
     deferral_limits: Mapping[int, int] | None,
+    receipt_wait_s: float,
 ) -> Outcome | Halt:
     if result.ok:
         return sent(row, result)
@@ -151,10 +192,19 @@ def _after_send(
         policy = RetryPolicy.from_json(template.get("retry_policy") if template else None)
         attempts = row["retry_count"] + 1
         if attempts > policy.max_retries:
+            # Still matched to a status webhook that names it later (then recorded sent).
             return failed(row, code, f"Gave up after {attempts} attempts: {text}", retry_count=attempts)
         delay = max(policy.delay(attempts, rng), error.min_retry_delay_s or 0.0)
+        delay, note = _receipt_wait(error, delay, now, receipt_wait_s)
         return Outcome(
-            "retried", row["id"], "queued", attempts, row["deferral_count"], _later(now, delay), text, code
+            "retried",
+            row["id"],
+            "queued",
+            attempts,
+            row["deferral_count"],
+            _later(now, delay),
+            text + note,
+            code,
         )
     if error.error_class is ErrorClass.THROTTLED:
         hits = deferrals_of(row, code)

@@ -82,6 +82,11 @@ class PolicyConfig:
     exempt_categories: frozenset[str] = frozenset({"AUTHENTICATION"})
     # How long a row of a paused template waits before it is looked at again.
     template_hold_s: float = 900.0
+    # How long a row whose send got no usable answer (a timeout after the request left, a gateway's
+    # 502 or 504, a 200 without a message id: Meta may hold the message) waits for a status webhook
+    # naming it (receipts/reconcile.py) before it is sent again. Meta's statuses come within
+    # seconds; without webhooks this only delays the retry.
+    receipt_wait_s: float = 180.0
     # Meta's customer-service window for free-form text (131047 outside it).
     service_window_s: float = SERVICE_WINDOW.total_seconds()
 

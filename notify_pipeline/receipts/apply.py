@@ -5,10 +5,12 @@ Statuses are applied set-wise by the database (notify_apply_statuses, migration 
 messages and marketing preferences change the contact; template status, quality and category
 events change whatsapp_templates at once, with template sync's rules (operations/templates.py):
 a held status holds the template's rows, a terminal one fails its waiting rows, APPROVED switches
-back on a template a sync switched off and sends its held rows now. Each update is stored once: a
-replay, or the same update re-batched into another body, finds its key taken and changes nothing.
-An update dated outside Meta's window (receipts/bounds.py) is stored settled, with the reason as
-its outcome, and not applied.
+back on a template a sync switched off and sends its held rows now. A status still waiting for
+its message id that names its notification by our callback data is matched to a send that got no
+answer (receipts/reconcile.py). Each update is stored once: a replay, or the same update
+re-batched into another body, finds its key taken and changes nothing. An update dated outside
+Meta's window (receipts/bounds.py) is stored settled, with the reason as its outcome, and not
+applied.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from psycopg.types.json import Jsonb
 
 from notify_pipeline.engine.templates_store import NOT_AT_META
 from notify_pipeline.operations.templates import FAIL_WAITING, RELEASE_HELD, settle_reason
+from notify_pipeline.receipts import reconcile
 from notify_pipeline.receipts.keywords import classify
 from notify_pipeline.receipts.parse import Update
 from notify_pipeline.redact import mask_number
@@ -31,15 +34,17 @@ log = logging.getLogger(__name__)
 
 INSERT_EVENTS = """
 INSERT INTO webhook_events (kind, update_key, wa_message_id, wa_id, status, status_at, error_code,
-                            error_message, pricing_category, billable, payload, outcome, applied_at)
+                            error_message, pricing_category, billable, payload, outcome,
+                            notification_id, applied_at)
 SELECT u.*, CASE WHEN u.outcome IS NOT NULL THEN now() END
   FROM unnest(%(kind)s::text[], %(key)s::text[], %(wamid)s::text[], %(wa_id)s::text[],
               %(status)s::text[], %(at)s::timestamptz[], %(code)s::text[], %(message)s::text[],
-              %(category)s::text[], %(billable)s::boolean[], %(payload)s::jsonb[], %(refused)s::text[])
+              %(category)s::text[], %(billable)s::boolean[], %(payload)s::jsonb[], %(refused)s::text[],
+              %(names)s::bigint[])
        AS u(kind, update_key, wa_message_id, wa_id, status, status_at, error_code, error_message,
-            pricing_category, billable, payload, outcome)
+            pricing_category, billable, payload, outcome, notification_id)
 ON CONFLICT (kind, update_key) DO NOTHING
-RETURNING id, kind, update_key, outcome IS NOT NULL
+RETURNING id, kind, update_key, outcome IS NOT NULL, notification_id IS NOT NULL
 """
 
 
@@ -53,6 +58,8 @@ class Ingested:
     opted_in: int = 0
     preferences: int = 0
     templates: int = 0  # template events applied to whatsapp_templates
+    confirmed: int = 0  # unanswered sends recorded sent from a status naming them
+    duplicates: int = 0  # second sends found: statuses naming a row that carries another message id
     kinds: dict[str, int] = field(default_factory=dict)
 
 
@@ -64,6 +71,7 @@ def _unique(updates: Sequence[Update]) -> list[Update]:
 
 
 def _params(updates: Sequence[Update]) -> dict[str, list]:
+    sender = reconcile.our_sender()
     return {
         "kind": [u.kind for u in updates],
         "key": [u.key for u in updates],
@@ -77,6 +85,7 @@ def _params(updates: Sequence[Update]) -> dict[str, list]:
         "billable": [u.billable for u in updates],
         "payload": [Jsonb(u.payload) for u in updates],
         "refused": [u.refused for u in updates],
+        "names": [reconcile.named_notification(u, sender) for u in updates],
     }
 
 
@@ -90,11 +99,18 @@ async def ingest_async(conn: psycopg.AsyncConnection, updates: Sequence[Update])
     stored = await cur.fetchall()
     result.stored, result.replayed = len(stored), len(updates) - len(stored)
     by_key = {(u.kind, u.key): u for u in unique}
-    status_ids = [row_id for row_id, kind, _, refused in stored if kind == "status" and not refused]
+    status_ids = [row_id for row_id, kind, _, refused, _ in stored if kind == "status" and not refused]
     if status_ids:
         cur = await conn.execute("SELECT notify_apply_statuses(%s)", (status_ids,))
         result.statuses_applied = (await cur.fetchone())[0]
-    for row_id, kind, key, refused in stored:
+    # After the plain path: only statuses still waiting for their message id are matched by name.
+    naming = [
+        row_id for row_id, kind, _, refused, names in stored if kind == "status" and names and not refused
+    ]
+    if naming:
+        matched = await reconcile.reconcile(conn, naming)
+        result.confirmed, result.duplicates = matched.confirmed, matched.duplicates
+    for row_id, kind, key, refused, _ in stored:
         result.kinds[kind] = result.kinds.get(kind, 0) + 1
         update = by_key[(kind, key)]
         if refused:

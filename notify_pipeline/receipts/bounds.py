@@ -29,6 +29,7 @@ MIN_KEEP_DAYS = math.ceil((MAX_AGE + MAX_AHEAD) / timedelta(days=1))
 # ids are allowed for), error codes at most 7 digits, template names at most 512, a text
 # message at most 4,096. Whatever is longer is not Meta: the body is refused (400).
 MAX_ID_CHARS = 256
+MAX_CALLBACK_CHARS = 512  # biz_opaque_callback_data: Meta refuses a send with more
 MAX_CODE_CHARS = 16
 MAX_NAME_CHARS = 512
 MAX_TITLE_CHARS = 2_000

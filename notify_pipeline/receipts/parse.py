@@ -5,7 +5,9 @@ cannot store or a field longer than Meta ever sends (receipts/bounds.py): nothin
 An update dated outside the window Meta delivers in is refused alone: it carries the reason in
 `refused`, is stored for the record and not applied. Each update carries the key that identifies
 it however Meta batches it (Meta re-batches and retries, so the same update can come again in
-another body).
+another body). A status also carries the notification its `biz_opaque_callback_data` names
+(`np1:<id>`, whatsapp/messages.py) and the business number it came to (`metadata.phone_number_id`):
+what matches a send that got no answer to its receipt (receipts/reconcile.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from notify_pipeline.receipts import bounds
 from notify_pipeline.receipts.bounds import MAX_ID_CHARS, MAX_NAME_CHARS, MAX_TEXT_CHARS, MAX_TITLE_CHARS
+from notify_pipeline.whatsapp.messages import notification_id_of
 
 STATUSES = ("sent", "delivered", "read", "played", "failed")
 TEMPLATE_FIELDS = {
@@ -46,6 +49,8 @@ class Update:
     billable: bool | None = None
     text: str | None = None  # an inbound text body or quick-reply button text
     refused: str | None = None  # why it is stored but not applied (dated outside Meta's window)
+    notification_id: int | None = None  # a status: the notification its callback data names
+    phone_number_id: str | None = None  # a status: the business number it came to (metadata)
 
 
 def _obj(value: Any, what: str) -> dict[str, Any]:
@@ -87,7 +92,16 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _status(item: Any, now: datetime) -> Update:
+def _business_number(value: dict[str, Any]) -> str | None:
+    """The phone number id of the business number a `messages` change is about."""
+    metadata = value.get("metadata")
+    if not isinstance(metadata, dict):
+        return None
+    number = _bounded(metadata.get("phone_number_id"), "metadata.phone_number_id", MAX_ID_CHARS)
+    return number if isinstance(number, str) else None
+
+
+def _status(item: Any, now: datetime, phone_number_id: str | None = None) -> Update:
     s = _obj(item, "a status")
     wamid, status = _text(s.get("id"), "status.id"), s.get("status")
     if status not in STATUSES:
@@ -114,6 +128,9 @@ def _status(item: Any, now: datetime) -> Update:
     _bounded(category, "status.pricing.category", MAX_NAME_CHARS)
     billable = pricing.get("billable") if isinstance(pricing.get("billable"), bool) else None
     recipient = _bounded(s.get("recipient_id"), "status.recipient_id", MAX_ID_CHARS)
+    callback = _bounded(
+        s.get("biz_opaque_callback_data"), "status.biz_opaque_callback_data", bounds.MAX_CALLBACK_CHARS
+    )
     return Update(
         "status",
         f"{wamid}|{status}|{int(at.timestamp())}|{code or ''}",
@@ -127,6 +144,8 @@ def _status(item: Any, now: datetime) -> Update:
         pricing_category=category,
         billable=billable,
         refused=bounds.out_of_window(at, now),
+        notification_id=notification_id_of(callback),
+        phone_number_id=phone_number_id,
     )
 
 
@@ -208,7 +227,8 @@ def _changes(entry: dict[str, Any], time_value: Any, now: datetime) -> list[Upda
         change = _obj(change, "a change")
         name, value = change.get("field"), _obj(change.get("value"), "change.value")
         if name == "messages":
-            updates += [_status(s, now) for s in _list(value.get("statuses"), "value.statuses")]
+            number = _business_number(value)
+            updates += [_status(s, now, number) for s in _list(value.get("statuses"), "value.statuses")]
             updates += [_message(m, now) for m in _list(value.get("messages"), "value.messages")]
             for error in _list(value.get("errors"), "value.errors"):
                 updates.append(Update("error", _digest([time_value, error]), _obj(error, "value.errors[]")))

@@ -7,6 +7,11 @@ catches those. It looks only at waiting statuses whose id a notification now car
 the two partial indexes on the message id), oldest first, so statuses waiting for ids that never
 land (Meta's statuses for messages another system sent) cost an index entry each and starve
 nothing. `notify-pipeline serve` runs it as a task of its own, every RETRY_EVERY_S seconds.
+
+The same round matches waiting statuses that name their notification by our callback data to
+sends that got no answer (receipts/reconcile.py): such a status usually arrives while the drain
+still waits for the answer, before the row says its send went unanswered. These come from an index
+of their own (only statuses that name one of our rows enter it), oldest first, however many.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import psycopg
+
+from notify_pipeline.receipts import reconcile
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +43,8 @@ SELECT notify_apply_statuses(array(SELECT id FROM ready ORDER BY id LIMIT %(limi
 
 async def apply_ready(conn: psycopg.AsyncConnection, batch: int = RETRY_BATCH) -> int:
     """Apply every waiting status whose message id a notification carries, oldest first, `batch`
-    per transaction; returns how many were applied."""
+    per transaction; then match waiting statuses that name a notification to its unanswered send.
+    Returns how many statuses were applied by their message id."""
     total = 0
     while True:
         async with conn.transaction():
@@ -44,7 +52,9 @@ async def apply_ready(conn: psycopg.AsyncConnection, batch: int = RETRY_BATCH) -
             applied = (await cur.fetchone())[0]
         total += applied
         if applied < batch:
-            return total
+            break
+    await reconcile.reconcile_waiting(conn, batch)
+    return total
 
 
 async def retry_forever(

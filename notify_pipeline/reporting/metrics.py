@@ -36,6 +36,8 @@ Conventional names beside them (prometheus_client's counters, series `<name>_tot
 | `notify_failed_total` | counter | `domain`, `error_code` | a worker's failed verdicts, opt-outs and expiry apart |
 | `notify_late_failed_total` | counter | `error_code` | accepted, then reported failed by a status webhook |
 | `notify_delivered_total`, `notify_read_total` | counter | | status webhooks (read implies delivered) |
+| `notify_receipt_confirmed_total` | counter | | sends with no answer (timeout, 502/504) that a status webhook confirmed |
+| `notify_duplicate_sends_total` | counter | | notifications Meta accepted twice (a second message id), once each |
 | `notify_filtered_total` | counter | `domain`, `reason`, `stage` | opt-outs: refused at send (`send`) or cancelled waiting (`queue`) |
 | `notify_held_total` | counter | `domain` | rows an emergency stop held |
 | `notify_expired_total` | counter | `domain` | rows past expires_at, not sent |
@@ -130,6 +132,18 @@ COUNTERS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
         ("error_code",),
     ),
     ("delivered", "notify_delivered", "Messages Meta reported delivered (read implies delivered).", ()),
+    (
+        "receipt_confirmed",
+        "notify_receipt_confirmed",
+        "Sends whose answer never came (timeout, 502/504) that a status webhook then confirmed sent.",
+        (),
+    ),
+    (
+        "duplicate_sends",
+        "notify_duplicate_sends",
+        "Notifications Meta accepted more than once (a second message id), each counted once.",
+        (),
+    ),
     ("read", "notify_read", "Messages Meta reported read.", ()),
     (
         "filtered",

@@ -13,6 +13,29 @@ from typing import Any
 
 Params = Sequence[str] | Mapping[str, str]
 
+# What the product puts in `biz_opaque_callback_data`: this prefix, then the notification id.
+# Meta echoes the value in the message's status webhooks. Other apps on the same WhatsApp Business
+# Account may put bare numbers (or anything) there, so only a value with this prefix names one of
+# our rows. Sends from before the prefix carried the bare id; nothing waits on those.
+CALLBACK_PREFIX = "np1:"
+_MAX_ID_DIGITS = 19  # a bigint
+
+
+def callback_data(notification_id: int) -> str:
+    """The `biz_opaque_callback_data` of a notification's send."""
+    return f"{CALLBACK_PREFIX}{notification_id}"
+
+
+def notification_id_of(value: object) -> int | None:
+    """The notification a `biz_opaque_callback_data` value names, or None when it is not ours."""
+    if not isinstance(value, str) or not value.startswith(CALLBACK_PREFIX):
+        return None
+    digits = value[len(CALLBACK_PREFIX) :]
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > _MAX_ID_DIGITS or digits[0] == "0":
+        return None
+    number = int(digits)
+    return number if number < 2**63 else None
+
 
 @dataclass(frozen=True)
 class Button:
@@ -88,8 +111,9 @@ def text_message(to: str, body: str, *, preview_url: bool = False) -> dict[str, 
 def send_request(notification_id: int, payload: Mapping[str, Any]) -> dict[str, Any]:
     """The body to POST for a queued notification: its stored payload, tagged with its id.
 
-    `biz_opaque_callback_data` comes back in Meta's status webhooks, which is how a delivery
-    receipt finds its notification (and how the emulator counts duplicates).
+    `biz_opaque_callback_data` (callback_data: `np1:<id>`) comes back in Meta's status webhooks:
+    that is how a send that got no answer is matched to its receipt (receipts/reconcile.py), and
+    how the emulator counts duplicates.
     """
     if payload.get("type") not in ("template", "text") or not payload.get("to"):
         raise ValueError(
@@ -97,5 +121,5 @@ def send_request(notification_id: int, payload: Mapping[str, Any]) -> dict[str, 
         )
     request = {key: value for key, value in payload.items() if key != "biz_opaque_callback_data"}
     request["messaging_product"] = "whatsapp"
-    request["biz_opaque_callback_data"] = str(notification_id)
+    request["biz_opaque_callback_data"] = callback_data(notification_id)
     return request
