@@ -132,7 +132,7 @@ def enqueue_command(
     type=Number(float, 0, 10_000, note=" (0: no limit)"),
     default=80.0,
     show_default=True,
-    help="Sender limit; 0: none.",
+    help="The sender number's throughput tier at Meta, msg/s (paced a margin under it); 0: no limit.",
 )
 @click.option("--serve", is_flag=True, help="Wait for work when nothing is due, until --max-seconds ends.")
 @click.option(

@@ -43,7 +43,10 @@ class SendConfig(dg.Config):
     batch_size: int = Field(default=200, ge=1, le=5000, description="Rows claimed per batch.")
     concurrency: int = Field(default=64, ge=1, le=512, description="Requests in flight.")
     throughput_per_s: float = Field(
-        default=80.0, gt=0, le=1000, description="Sender limit (Meta: 80, up to 1,000)."
+        default=80.0,
+        gt=0,
+        le=1000,
+        description="The sender number's throughput tier at Meta (80 by default, up to 1,000 msg/s); the drain paces a margin under it.",
     )
     trigger: str = Field(default="manual", description="Recorded in NOTIFY_WORKER_START/DONE.")
 
