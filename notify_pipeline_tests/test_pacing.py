@@ -188,6 +188,34 @@ def test_no_turn_is_spent_on_the_end_of_the_work() -> None:
     asyncio.run(scenario())
 
 
+def test_senders_holding_rows_take_fresh_turns_one_at_a_time_after_a_wait() -> None:
+    """Senders that took rows, then waited (for the circuit breaker), each take a new turn: after
+    the wait only the burst goes at once, not every sender holding a row."""
+
+    async def scenario() -> None:
+        clock = FakeClock()
+        limiter = CountingLimiter(100, 2, clock)
+        handoff = Handoff(limiter)
+        resumed: list[int] = []
+
+        async def held(n: int) -> None:
+            await handoff.turn()
+            resumed.append(n)
+
+        waiting = [asyncio.create_task(held(n)) for n in range(8)]
+        await _until(lambda: len(resumed) >= 2, "the burst")
+        await asyncio.sleep(0.05)  # the others stay waiting while the clock stands still
+        assert len(resumed) == 2 and limiter.taken == 2, "senders resumed without a turn"
+        for _ in range(6):
+            clock.now += 0.01
+            before = len(resumed)
+            await _until(lambda before=before: len(resumed) > before, "the next turn")
+        await asyncio.gather(*waiting)
+        assert sorted(resumed) == list(range(8)) and limiter.taken == 8
+
+    asyncio.run(scenario())
+
+
 # -- a real drain ---------------------------------------------------------------------------------
 
 TIER = 100.0

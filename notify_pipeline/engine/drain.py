@@ -365,8 +365,13 @@ class _Drain:
                 self.capacity.set()
 
     async def _send_one(self, row: dict, verdict: Any) -> None:
-        while self.breaker.is_open and self.aborted is None:
-            await _wait(self.breaker.closed, self.config.tick_s)
+        if self.breaker.is_open:
+            while self.breaker.is_open and self.aborted is None:
+                await _wait(self.breaker.closed, self.config.tick_s)
+            # Every sender holding a row waited here: each takes a new paced turn, or all of them
+            # would POST the moment the breaker closes (a burst Meta answers with 130429).
+            if self.aborted is None:
+                await self.sendable.turn()
         if self.aborted is not None:
             self.to_release.append(row["id"])
             return

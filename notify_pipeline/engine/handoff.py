@@ -69,12 +69,19 @@ class Handoff:
                 self._ready.notify()
         return item[2]
 
-    async def _turn(self, pacer: Turns) -> None:
+    async def turn(self) -> None:
+        """A fresh paced turn for a row a sender already holds: after it waited (for the circuit
+        breaker, say), its first turn is long spent, and every sender that waited would otherwise
+        POST at the same moment."""
+        if self._pacer is not None:
+            await self._turn(self._pacer, held=True)
+
+    async def _turn(self, pacer: Turns, held: bool = False) -> None:
         """Wait at the turnstile, then until the limiter has a turn now; take it. No turn is
         spent on the end markers (every row is gone) or once sending must stop."""
 
         def needless() -> bool:
-            return self._stop.is_set() or self._heap[0][2] is None
+            return self._stop.is_set() or (not held and self._heap[0][2] is None)
 
         async with self._turnstile:
             while not needless() and (delay := pacer.wait_s()) > 0:
