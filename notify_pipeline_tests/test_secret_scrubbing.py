@@ -36,7 +36,7 @@ from notify_pipeline_tests.alert_support import FakeClock, add_rows, worker_star
 
 TOKEN = "xoxbEch0edT0k3n5b1d8e0c2a"  # the secret part of a Slack webhook URL: its last path segment
 SLACK_PATH = f"/services/T0001/B0002/{TOKEN}"
-ROUTING_KEY = "R0ut1ngK3yEch0ed0000000000000042"
+ROUTING_KEY = "R0ut1ngK3yEch0edQ7xZpL4mW9vB2nC5"  # no run another test could write by chance
 EXPRESS_404 = (  # what an Express app answers to a POST it has no route for
     '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>Error</title>\n'
     "</head>\n<body>\n<pre>Cannot POST {path}</pre>\n</body>\n</html>\n"

@@ -93,7 +93,8 @@ class _Scrub(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
             text = original = record.getMessage()
-            for secret, label in self.secrets.items():
+            # Longest first: a shorter secret inside a longer one must not break the longer's label.
+            for secret, label in sorted(self.secrets.items(), key=lambda item: -len(item[0])):
                 text = hide(text, secret, label)
             if text != original:
                 record.msg, record.args = text, ()
