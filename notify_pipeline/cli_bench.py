@@ -9,7 +9,17 @@ import psycopg
 from click.core import ParameterSource
 
 # As bench.options.SECTIONS (not imported here: the bench package is loaded only when it runs).
-SECTIONS = ("send_path", "rate_limit", "latency", "wakeup", "priority", "webhooks", "ceiling")
+SECTIONS = (
+    "send_path",
+    "rate_limit",
+    "latency",
+    "wakeup",
+    "priority",
+    "webhooks",
+    "ceiling",
+    "faults",
+    "pacing",
+)
 
 
 @click.command("bench")
@@ -104,7 +114,35 @@ SECTIONS = ("send_path", "rate_limit", "latency", "wakeup", "priority", "webhook
     "sections",
     type=click.Choice(list(SECTIONS)),
     multiple=True,
-    help="Run only these measurements (repeat). Default: all seven.",
+    help="Run only these measurements (repeat). Default: all but faults and pacing, which run only when named.",
+)
+@click.option(
+    "--pacing-rows",
+    type=int,
+    default=20_000,
+    show_default=True,
+    help="pacing: rows of the backlog drained at the tier --rate, status webhooks on.",
+)
+@click.option(
+    "--pacing-inbound-share",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="pacing: share of the tier the number's inbound messages use (the emulator enforces the rest).",
+)
+@click.option(
+    "--dev-restarts",
+    type=int,
+    default=2,
+    show_default=True,
+    help="faults: Ctrl-C of `notify-pipeline dev` then `dev` again, this many times (0: not measured).",
+)
+@click.option(
+    "--storm-seconds",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="faults: length of the 503 storm against a serving drain (0: not measured).",
 )
 @click.option("--base-url", help="Send to this Meta-compatible endpoint instead of starting the emulator.")
 @click.option(
@@ -125,7 +163,8 @@ def bench(quick: bool, base_url: str | None, token: str | None, no_pin: bool, **
     emulator in its own process (pinned to one core, this process to another):
       1. send_path   full send path, limits off, at each --latency-ms: messages/s, and at a
                      latency above 0 the share of the bound concurrency / latency
-      2. rate_limit  emulator limits on, drain paced at --rate: achieved rate, 130429 refusals
+      2. rate_limit  emulator limits on at --rate, the tier the drain paces under: achieved
+                     rate, 130429 refusals
       3. latency     a producer enqueues at --rate while one serving drain runs (as the Dagster
                      send run): enqueue-to-accepted p50/p90/p99/max
       4. wakeup      an idle serving drain woken by single enqueues (NOTIFY) and by deferred
@@ -135,6 +174,15 @@ def bench(quick: bool, base_url: str | None, token: str | None, no_pin: bool, **
       6. webhooks    --webhook-statuses status webhooks, one per POST, 64 at once, to
                      `notify-pipeline serve` (synchronous_commit on): statuses/s, answer p99
       7. ceiling     a raw-SQL claim-and-mark loop, no HTTP: rows/s the database allows
+      8. faults      only with --only faults (about 15 minutes; --quick about 3): Ctrl-C of
+                     `notify-pipeline dev` and `dev` again (--dev-restarts times): the stop, the
+                     stopped runs' statuses, UI answering to a new message sent, duplicates; then
+                     a 503 storm (--storm-seconds) against a serving drain with a stream: rows
+                     failed, failed POSTs, probes a minute, each message sent once after it
+      9. pacing      only with --only pacing (about 5 minutes; --quick seconds): a backlog of
+                     --pacing-rows drained with the tier --rate (the emulator enforcing it), status
+                     webhooks to `notify-pipeline serve` as under `dev`: achieved rate / tier, the
+                     share of sends refused with 130429
     Each target (the spec's, issue #9's) is checked under "targets". The full run takes about
     1.5 minutes.
 

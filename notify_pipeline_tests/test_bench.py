@@ -69,7 +69,7 @@ def assert_all_sent_once(cell: dict[str, Any], count: int) -> None:
 def test_the_command_line_shows_the_defaults_the_bench_uses() -> None:
     defaults = BenchOptions()
     shown = {p.name: p.default for p in bench.params if getattr(p, "show_default", False)}
-    assert len(shown) == 14 and set(shown) <= {f.name for f in fields(BenchOptions)}
+    assert len(shown) == 18 and set(shown) <= {f.name for f in fields(BenchOptions)}
     for name, value in shown.items():
         expected = getattr(defaults, name)
         assert (tuple(value) if isinstance(value, list | tuple) else value) == expected, name
@@ -97,12 +97,15 @@ def test_quick_bench_reports_every_section_with_counts_that_add_up(
     assert rate["achieved_per_s"] > 0 and rate["refused_130429"] >= 0
 
     latency = result["latency"]
-    assert latency["enqueued"] == 80 and latency["all_settled"] is True
+    # The steady load is the tier less the pacing margin: what one number carries for ever.
+    assert latency["load_per_s"] < latency["tier_per_s"] == result["settings"]["rate_per_s"]
+    steady = round(latency["load_per_s"] * latency["seconds"])
+    assert latency["enqueued"] == steady and latency["all_settled"] is True
     assert_served_and_paused(latency["drain"])
-    assert latency["drain"]["sent"] == 80 and latency["queue_after"] == {"sent": 80}
-    assert latency["emulator"]["accepted"] == 80 and latency["emulator"]["duplicates"] == 0
+    assert latency["drain"]["sent"] == steady and latency["queue_after"] == {"sent": steady}
+    assert latency["emulator"]["accepted"] == steady and latency["emulator"]["duplicates"] == 0
     assert latency["refused_130429"] >= 0
-    assert_ordered_ms(latency["enqueue_to_accepted"], 80)
+    assert_ordered_ms(latency["enqueue_to_accepted"], steady)
     assert latency["enqueue_to_accepted"]["p50_ms"] >= 0
 
     wakeup = result["wakeup"]
@@ -185,5 +188,7 @@ def test_bench_against_a_given_endpoint_skips_what_needs_the_emulator(
     [cell] = result["send_path"]
     assert cell["latency_ms"] is None and cell["sent"] == 300 and "skipped" in cell["emulator"]
     assert "skipped" in result["latency"]["enqueue_to_accepted"]
-    assert result["latency"]["enqueue_to_sent_at"]["count"] == 80
-    assert emulator.stats()["total"] == 380 and emulator.stats()["duplicates"] == 0
+    steady = result["latency"]["enqueued"]  # the tier less the pacing margin, for a second
+    assert steady == round(result["latency"]["load_per_s"] * result["latency"]["seconds"])
+    assert result["latency"]["enqueue_to_sent_at"]["count"] == steady
+    assert emulator.stats()["total"] == 300 + steady and emulator.stats()["duplicates"] == 0

@@ -253,3 +253,21 @@ def test_a_failed_run_whose_drain_stopped_as_planned_is_not_alerted(db, db_url, 
     assert crashed.delivery is not None and crashed.delivery.ok
     (page,) = webhook_receiver.wait_for(1)
     assert "bbbbbbbb" in page["text"]
+
+
+def test_a_send_run_interrupted_before_its_drain_started_is_not_alerted(db, db_url, webhook_receiver) -> None:
+    """Ctrl-C or a deploy while a send run is still launching: Dagster fails it with its own
+    interruption message before the drain (and its signal handler) exists. A stop, not a crash."""
+    sink = WebhookSink(webhook_receiver.url, backoff_s=0)
+    message = (
+        'Execution of run for "send_notifications_job" failed. Execution was interrupted unexpectedly. '
+        "No user initiated termination request was found, treating as failure."
+    )
+    launching = run_failures.RunFailure("send_notifications_job", "cccccccc-3", message)
+    quiet = run_failures.announce(lambda: fresh(db_url), launching, sink, datetime.now(UTC))
+    assert quiet.delivery is None and "before its drain started" in quiet.note
+    # A send run that crashed is still paged.
+    crashed = run_failures.RunFailure("send_notifications_job", "dddddddd-4", "run worker exited")
+    assert run_failures.announce(lambda: fresh(db_url), crashed, sink, datetime.now(UTC)).delivery is not None
+    (page,) = webhook_receiver.wait_for(1)
+    assert "dddddddd" in page["text"] and "cccccccc" not in page["text"]

@@ -7,7 +7,21 @@ from typing import Any
 
 from notify_pipeline.emulator.config import DEFAULT_PHONE_NUMBER_ID
 
-SECTIONS = ("send_path", "rate_limit", "latency", "wakeup", "priority", "webhooks", "ceiling")
+SECTIONS = (
+    "send_path",
+    "rate_limit",
+    "latency",
+    "wakeup",
+    "priority",
+    "webhooks",
+    "ceiling",
+    "faults",
+    "pacing",
+)
+# Sections that run only when named with --only: they take many minutes (faults: about 15,
+# pacing: about 5).
+ON_REQUEST = ("faults", "pacing")
+DEFAULT_SECTIONS = tuple(section for section in SECTIONS if section not in ON_REQUEST)
 BENCH_TOKEN = "bench-token"
 # --quick: every measurement in miniature, for tests and a first look (about 20 s in all).
 QUICK: dict[str, Any] = {
@@ -21,6 +35,9 @@ QUICK: dict[str, Any] = {
     "priority_gap_s": 1.0,
     "webhook_statuses": 600,
     "ceiling_rows": 2000,
+    "pacing_rows": 400,
+    "storm_seconds": 30.0,
+    "dev_restarts": 1,
 }
 
 
@@ -51,6 +68,12 @@ class BenchOptions:
     priority_gap_s: float = 2.0
     # 6. Reference ceiling: a raw-SQL claim-and-mark loop over this many rows.
     ceiling_rows: int = 20_000
+    # Pacing (on request): a backlog of this many rows drained at the tier rate_per_s, with
+    # status webhooks to `notify-pipeline serve` as under `dev`.
+    pacing_rows: int = 20_000
+    # ... while the number's inbound messages use this share of the tier (Meta counts them too):
+    # the emulator then enforces only the rest.
+    pacing_inbound_share: float = 0.0
     # Where the send path goes: None starts the emulator (which gets BENCH_TOKEN: a real token
     # never goes on a command line); else any Meta-compatible endpoint, with this token.
     base_url: str | None = None
@@ -61,7 +84,11 @@ class BenchOptions:
     webhook_statuses: int = 30_000
     webhook_concurrency: int = 64
     webhook_workers: int = 1  # processes of `notify-pipeline serve`
-    sections: tuple[str, ...] = SECTIONS
+    # The fault bench (on request): Ctrl-C of `dev` and `dev` again this many times, then a 503
+    # storm this long against a serving drain. 0 leaves that part out.
+    dev_restarts: int = 2
+    storm_seconds: float = 600.0
+    sections: tuple[str, ...] = DEFAULT_SECTIONS
 
     def __post_init__(self) -> None:
         for name in (
@@ -77,6 +104,7 @@ class BenchOptions:
             "priority_backlog",
             "priority_otps",
             "ceiling_rows",
+            "pacing_rows",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -87,6 +115,12 @@ class BenchOptions:
             raise ValueError("--base-url needs a token: --token or WHATSAPP_ACCESS_TOKEN")
         if not self.sections:
             raise ValueError("nothing to measure: no section selected")
+        if self.dev_restarts < 0 or self.storm_seconds < 0:
+            raise ValueError("dev_restarts and storm_seconds must not be negative (0 leaves that part out)")
+        if "faults" in self.sections and not (self.dev_restarts or self.storm_seconds):
+            raise ValueError("faults: nothing to measure with --dev-restarts 0 and --storm-seconds 0")
+        if not (0 <= self.pacing_inbound_share < 1):
+            raise ValueError("--pacing-inbound-share must be at least 0 and below 1")
         if any(latency < 0 for latency in self.latencies_ms):
             raise ValueError("latencies must not be negative")
         unknown = set(self.sections) - set(SECTIONS)

@@ -11,7 +11,9 @@ from typing import Any
 from notify_pipeline.bench import (
     ceiling,
     database,
+    faults,
     latency,
+    pacing,
     pinning,
     priority,
     rate_limit,
@@ -45,13 +47,18 @@ def _settings(options: BenchOptions) -> dict[str, Any]:
         "priority_otps": options.priority_otps,
         "priority_gap_s": options.priority_gap_s,
         "ceiling_rows": options.ceiling_rows,
+        "pacing_rows": options.pacing_rows,
+        "pacing_inbound_share": options.pacing_inbound_share,
+        "dev_restarts": options.dev_restarts,
+        "storm_seconds": options.storm_seconds,
         "sections": list(options.sections),
     }
 
 
 def _sends(options: BenchOptions) -> bool:
     return any(
-        options.runs(section) for section in ("send_path", "rate_limit", "latency", "wakeup", "priority")
+        options.runs(section)
+        for section in ("send_path", "rate_limit", "latency", "wakeup", "priority", "faults", "pacing")
     )
 
 
@@ -88,6 +95,8 @@ def run_bench(
                 output["transport"] = endpoint.client.transport
                 ctx = BenchContext(url, conn, Workload(catalog), endpoint, options)
                 output.update(_send_measurements(ctx, progress))
+                if options.runs("faults"):
+                    output["faults"] = faults.measure(ctx, progress)
             if options.runs("webhooks"):
                 progress(
                     f"status webhooks: {options.webhook_statuses:,} single-status POSTs, "
@@ -97,7 +106,7 @@ def run_bench(
             if options.runs("ceiling"):
                 progress("raw-SQL claim-and-mark ceiling")
                 output["ceiling"] = ceiling.measure(ctx)
-    output["targets"] = targets.check(output)
+    output["targets"] = {**targets.check(output), **faults.check(output)}
     output["bench_seconds"] = round(time.monotonic() - started, 1)
     return output
 
@@ -127,4 +136,9 @@ def _send_measurements(ctx: BenchContext, progress: Callable[[str], None]) -> di
     if options.runs("priority"):
         progress(f"{options.priority_otps} OTPs behind {options.priority_backlog:,} MARKETING rows")
         results["priority"] = priority.measure(ctx)
+    if options.runs("pacing"):
+        progress(
+            f"a {options.pacing_rows:,}-row backlog at the tier {options.rate_per_s:g}/s, status webhooks on"
+        )
+        results["pacing"] = pacing.measure(ctx)
     return results

@@ -112,6 +112,16 @@ def drain_stop(conn: psycopg.Connection, run_id: str) -> str | None:
     return row[0] if row else None
 
 
+# What Dagster says of a run whose process got SIGTERM/SIGINT before the op's own handler was in
+# place (a deploy or Ctrl-C while the run was still launching): it was stopped, it did not fail.
+INTERRUPTED = ("DagsterExecutionInterruptedError", "Execution was interrupted")
+
+
+def interrupted(failure: RunFailure) -> bool:
+    texts = [failure.message or "", *failure.step_errors]
+    return any(mark in text for text in texts for mark in INTERRUPTED)
+
+
 def verdict(failure: RunFailure, refused: tuple[str, str] | None, secrets: tuple[str, ...] = ()) -> Verdict:
     error = clean(failure.step_errors[0] if failure.step_errors else failure.message, secrets)
     short = f"{failure.job_name} run {failure.run_id[:8]} failed"
@@ -168,6 +178,8 @@ def announce(
             stop = drain_stop(conn, failure.run_id) if failure.job_name == SEND_JOB else None
             if stop in PLANNED_STOPS:
                 return Announcement(None, None, f"its drain stopped as planned ({stop}): not a failure")
+            if failure.job_name == SEND_JOB and stop is None and interrupted(failure):
+                return Announcement(None, None, "stopped by a signal before its drain started: not a failure")
             episode = _lock_episode(conn, name(failure.job_name))
             if episode is not None and failure.run_id in episode["details"].get("run_ids", []):
                 if episode["notifications"] > 0:
