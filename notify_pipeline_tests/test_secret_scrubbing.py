@@ -232,7 +232,9 @@ def test_db_url_masks_a_password_given_as_a_query_parameter(db_url) -> None:
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith(f"postgresql://{parts.username}@"), "the password is only in the query"
     assert "password=***" in shown.stdout and "sslmode=disable" in shown.stdout, shown.stdout
-    assert password not in shown.stdout + shown.stderr
+    # CI's PostgreSQL 15 role has its name as password: look for it anywhere but the user name.
+    shown_text = (shown.stdout + shown.stderr).replace(f"postgresql://{parts.username}@", "", 1)
+    assert password not in shown_text
     full = subprocess.run(
         [CLI, "db", "url", "--show-password"], env=env, capture_output=True, text=True, timeout=120
     )
