@@ -17,6 +17,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -25,6 +26,7 @@ from notify_pipeline import settings
 from notify_pipeline.db import urls
 from notify_pipeline.db.location import dagster_storage_url
 from notify_pipeline.db.migrate import upgrade
+from notify_pipeline.dev_runs import stop_with_runs
 from notify_pipeline.dev_supervisor import Supervisor
 from notify_pipeline.private_files import CHILD_UMASK, make_dirs, own_dir
 
@@ -135,6 +137,7 @@ def run_dev(
         say=lambda line: click.echo(line, err=True),
     )
     stopping = False
+    started = time.time()
 
     def _stop(signum, _frame) -> None:
         nonlocal stopping
@@ -148,5 +151,8 @@ def run_dev(
         # A child that dies is restarted (its process group stopped first); the rest keep running.
         supervisor.run(until=lambda: stopping)
     finally:
-        supervisor.stop()
+        if stopping:
+            stop_with_runs(env, supervisor.stop, started, say=lambda line: click.echo(line, err=True))
+        else:
+            supervisor.stop()
     return 0

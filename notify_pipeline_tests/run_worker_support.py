@@ -24,8 +24,10 @@ SEND_JOB = "send_notifications_job"
 
 
 @contextmanager
-def postgres_instance(storage_db_url: str) -> Iterator[dg.DagsterInstance]:
-    overrides = {"storage": {"postgres": {"postgres_url": urls.for_driver(storage_db_url, "psycopg2")}}}
+def postgres_instance(storage_db_url: str, **settings) -> Iterator[dg.DagsterInstance]:
+    """A Dagster instance on PostgreSQL; `settings` are more dagster.yaml sections."""
+    storage = {"postgres": {"postgres_url": urls.for_driver(storage_db_url, "psycopg2")}}
+    overrides = {"storage": storage, **settings}
     with dg.instance_for_test(overrides=overrides) as instance:
         yield instance
 

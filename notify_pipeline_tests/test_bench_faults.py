@@ -65,13 +65,12 @@ def test_quick_fault_bench_counts_a_restart_and_a_storm(pg_server_url: str, tmp_
     assert stop["send_runs_started"] >= 1 and stop["rows_left_claimed"] == 0, "the stop gave its rows back"
     runs = round_["stopped_runs"]
     assert len(runs) == stop["send_runs_started"]
-    # Every run whose drain had started (serving, or standing by on the sender lock) took the
-    # signal as a planned stop. A run still launching when Ctrl-C came has no drain yet and
-    # Dagster fails it (an open item of issue 19): it shows with no stopped_by.
+    # Every run took Ctrl-C as a planned stop: a drain that had started (serving, or standing by
+    # on the sender lock) says so; a run still launching was marked by `dev` (dev_runs.py).
+    assert {run["status"] for run in runs} <= {"SUCCESS", "CANCELED"}, f"Ctrl-C is a planned stop: {runs}"
     drained = [run for run in runs if run["stopped_by"] is not None]
     assert drained, f"no run's drain saw the stop: {runs}"
     assert {run["stopped_by"] for run in drained} == {"signal"}
-    assert {run["status"] for run in drained} <= {"SUCCESS", "CANCELED"}, f"Ctrl-C is a planned stop: {runs}"
     for start in (restart["first_start"], round_["again"]):
         assert start["enqueued_one_sent"] is True
         assert start["ui_to_enqueued_one_sent_s"] is not None and start["ui_to_first_send_s"] is not None

@@ -22,10 +22,18 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from notify_pipeline import dev_runs
 from notify_pipeline.defs.queue import sensors
 from notify_pipeline.defs.queue.jobs import SERVED_TAG, STOPPED_BY_TAG, SendConfig, sender_tags
 from notify_pipeline.engine.drain_config import StopReason
-from notify_pipeline.engine.supervision import SERVED_S, EndedRun, decide, failure_streak, retry_wait_s
+from notify_pipeline.engine.supervision import (
+    SERVED_S,
+    EndedRun,
+    decide,
+    failed_by_itself,
+    failure_streak,
+    retry_wait_s,
+)
 from notify_pipeline.reporting.alerts import run_failures
 from notify_pipeline.reporting.alerts.sink import WebhookSink
 from notify_pipeline_tests.drain_harness import counts, events, fresh
@@ -164,6 +172,49 @@ def test_sigterm_of_send_serve_exits_0_with_a_line_and_gives_the_rest_back(
     assert counts(db_url) == {"sent": total}
     stats = emulator.stats()
     assert (stats["total"], stats["duplicates"]) == (total, 0)
+
+
+@pytest.mark.slow
+def test_a_run_stopped_while_it_still_loads_is_canceled_once_dev_marked_it(
+    db, db_url, empty_db_url, emulator, tmp_path, monkeypatch
+) -> None:
+    """Ctrl-C of `dev` reaches a standby that is still loading its code (no drain, no handler
+    yet). Marked CANCELING first and recorded CANCELED once its process is gone, as `dev` does,
+    it is not a failure. Unmarked (a bare SIGTERM, the mechanism switched off) Dagster records
+    FAILURE: that is what the marks are for."""
+    load_demo_templates(db)
+    env = run_worker_env(db_url, emulator, tmp_path)
+    for name in ("NOTIFY_DATABASE_URL", "WHATSAPP_PHONE_NUMBER_ID", "WHATSAPP_ACCESS_TOKEN"):
+        monkeypatch.setenv(name, env[name])  # the run's config is resolved here too
+    config = SendConfig(trigger="test", lifetime_minutes=10.0, lock_wait_minutes=2)
+    # Run monitoring as in dagster.yaml: it decides how a worker treats a run already CANCELING.
+    with postgres_instance(empty_db_url, run_monitoring={"enabled": True}) as instance:
+        marked_run = start_send_run(instance, env, config)
+        marked = dev_runs.mark_canceling(instance)
+        assert marked == [marked_run.run_id]
+        bare_run = start_send_run(instance, env, config)  # nobody said this one was stopping
+
+        def loading(worker) -> bool:
+            # Reported once Dagster holds its interrupt handler and before it loads the code.
+            return any(
+                (entry.message or "").startswith("Started process for run")
+                for entry in instance.all_logs(worker.run_id)
+            )
+
+        for worker in (marked_run, bare_run):
+            wait_for(lambda worker=worker: loading(worker), "the run worker to start loading", timeout=60)
+        for worker in (marked_run, bare_run):
+            worker.process.send_signal(signal.SIGTERM)
+        for worker in (marked_run, bare_run):
+            worker.wait(GRACE_S)
+        assert dev_runs.cancel_leftovers(instance, marked, since=float("inf")) in ([marked_run.run_id], [])
+        assert marked_run.run().status == dg.DagsterRunStatus.CANCELED, marked_run.output[-3000:]
+        assert bare_run.run().status == dg.DagsterRunStatus.FAILURE, bare_run.output[-3000:]
+        # Even so, it was stopped, not crashed: the sensor's back-off does not count it.
+        (record,) = instance.get_run_records(dg.RunsFilter(run_ids=[bare_run.run_id]))
+        assert not failed_by_itself(sensors._ended_run(record, now=record.end_time or 0.0))
+    with fresh(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM send_workers").fetchone()[0] == 0, "no drain started"
 
 
 # -- the back-off, as a pure rule ---------------------------------------------------------------

@@ -19,6 +19,7 @@ from notify_pipeline.defs.queue.jobs import (
 )
 from notify_pipeline.defs.resources import QueueDatabase
 from notify_pipeline.engine import supervision
+from notify_pipeline.engine.drain_config import StopReason
 from notify_pipeline.engine.due import blocked_reason, drains_of_runs
 from notify_pipeline.engine.sender_lock import lock_held
 
@@ -31,6 +32,10 @@ ACTIVE = [
 INTERVAL_S = 15
 STANDBY_MARGIN_MINUTES = 10.0
 RECENT_RUNS = 20  # finished send runs read for the back-off
+
+# Dagster's tag on a failed run, and its value for a run interrupted without a termination request.
+FAILURE_REASON_TAG = "dagster/failure_reason"
+INTERRUPTED_REASON = "UNEXPECTED_TERMINATION"
 
 
 def _run_state(record: dg.RunRecord, now: float) -> supervision.RunState:
@@ -75,9 +80,14 @@ def _ended_run(record: dg.RunRecord, now: float) -> supervision.EndedRun:
     except ValueError:
         served_s = 0.0
     ended = record.end_time or record.update_timestamp.timestamp()
+    stopped_by = tags.get(STOPPED_BY_TAG)
+    if stopped_by is None and tags.get(FAILURE_REASON_TAG) == INTERRUPTED_REASON:
+        # SIGTERM/SIGINT reached the run before its drain's handler existed (a deploy while it
+        # launched): Dagster calls that an unexpected termination; it was a stop, not a crash.
+        stopped_by = StopReason.SIGNAL
     return supervision.EndedRun(
         failed=record.dagster_run.status == dg.DagsterRunStatus.FAILURE,
-        stopped_by=tags.get(STOPPED_BY_TAG),
+        stopped_by=stopped_by,
         served_s=served_s,
         ended_ago_s=max(0.0, now - ended),
     )
