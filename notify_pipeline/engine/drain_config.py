@@ -18,6 +18,28 @@ from notify_pipeline.engine.pacing import PacingRule
 from notify_pipeline.engine.policy import PolicyConfig
 
 
+@dataclass(frozen=True)
+class Setting:
+    """A drain setting's default and its accepted range (inclusive), stated once: DrainConfig,
+    SendConfig (run config), `notify-pipeline send` and the environment's settings read it."""
+
+    default: float
+    low: float
+    high: float
+
+    def check(self, name: str, value: float) -> float:
+        if not (math.isfinite(value) and self.low <= value <= self.high):
+            raise ValueError(f"{name} must be from {self.low:g} to {self.high:g}, not {value}")
+        return value
+
+
+BATCH_SIZE = Setting(200, 1, 5000)  # rows claimed per batch
+CONCURRENCY = Setting(64, 1, 512)  # requests in flight
+# Meta's throughput tier of the sender number, msg/s: 80 for most numbers, up to 1,000.
+THROUGHPUT_PER_S = Setting(80.0, 1, 1000)
+LIFETIME_MINUTES = Setting(120.0, 1, 24 * 60)  # a serving send run, before its successor takes over
+
+
 def new_worker_id(prefix: str = "worker") -> str:
     return f"{prefix}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
