@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from notify_pipeline.bench import BenchOptions
-from notify_pipeline.cli_bench import bench
+from notify_pipeline.cli.bench import bench
 
 CLI = str(Path(sys.executable).parent / "notify-pipeline")
 TINY = [

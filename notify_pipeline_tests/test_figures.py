@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from notify_pipeline.defs.reporting import assets
-from notify_pipeline.engine.status import queue_status, render
 from notify_pipeline.operations.diagnostics import failures
+from notify_pipeline.operations.status import queue_status, render
 from notify_pipeline.reporting import figures, summary
 from notify_pipeline.reporting.alerts import readings
 from notify_pipeline.reporting.alerts.catalog import BY_NAME

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from psycopg.types.json import Jsonb
 
-from notify_pipeline.cli import main
+from notify_pipeline.cli.main import main
 from notify_pipeline.operations import contacts
 from notify_pipeline.whatsapp import webhooks
 

@@ -50,7 +50,7 @@ class FullDisk:
 def run_cli_on_a_disk_that_fills() -> None:
     """The `notify-pipeline` CLI with FullDisk on the folder $NOTIFY_TEST_FULL_DISK_FOLDER, full
     while the file $NOTIFY_TEST_FULL_DISK_FLAG exists (arguments after `--`)."""
-    from notify_pipeline.cli import main
+    from notify_pipeline.cli.main import main
 
     flag = Path(os.environ[FULL_FLAG])
     disk = FullDisk(Path(os.environ[FOLDER]), flag.exists)

@@ -9,7 +9,7 @@ import pytest
 
 from notify_pipeline.engine import operations
 from notify_pipeline.engine.operations import RetryFilter
-from notify_pipeline.engine.status import queue_status, render
+from notify_pipeline.operations.status import queue_status, render
 from notify_pipeline_tests.engine_support import enqueue, enqueue_many, load_demo_templates, row, welcome
 
 

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from psycopg.types.json import Jsonb
 
 from notify_pipeline import redact
-from notify_pipeline.cli import main
+from notify_pipeline.cli.main import main
 from notify_pipeline.db import urls
 from notify_pipeline.db.connect import connect
 from notify_pipeline.defs.alerts import sensors

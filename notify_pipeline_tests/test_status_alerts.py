@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from notify_pipeline.engine.status import queue_status, render
+from notify_pipeline.operations.status import queue_status, render
 
 
 def test_status_shows_firing_alerts_and_not_resolved_ones(db) -> None:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import click
 
-from notify_pipeline.cli_queue import queue_connection
+from notify_pipeline.cli.common import OperatorError, queue_connection
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
@@ -19,8 +19,6 @@ MAX_SINCE_S = 366 * 86400
 
 def parse_since(text: str) -> float:
     """30m, 24h, 7d, 2w or plain seconds; from one second to a year."""
-    from notify_pipeline.cli import OperatorError
-
     match = _DURATION.match(text)
     if not match:
         raise OperatorError(f"--since takes a duration such as 30m, 24h or 7d, not {text!r}")

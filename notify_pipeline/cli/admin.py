@@ -12,19 +12,29 @@ from datetime import date, datetime, time
 import click
 
 from notify_pipeline import settings
-from notify_pipeline.cli_queue import queue_connection
-from notify_pipeline.cli_types import Number, Reason
+from notify_pipeline.cli.common import (
+    Number,
+    OperatorError,
+    Reason,
+    as_operator_error,
+    on_queue,
+    shown_default,
+)
 from notify_pipeline.operations import contacts, retention, templates
 
+# Each operations module refuses bad input with its own error; its text is written for the operator.
+CONTACT = contacts.ContactError
+TEMPLATE = templates.TemplateError
+_reason_option = click.option("--reason", required=True, type=Reason(), help="Why, e.g. user_request.")
 
-def _operator_error(exc: Exception) -> click.ClickException:
-    from notify_pipeline.cli import OperatorError
 
-    return OperatorError(str(exc))
+def _print_json(value: object) -> None:
+    """Rows as JSON, dates and times as ISO text, anything else as its str()."""
 
+    def plain(item: object) -> str:
+        return item.isoformat() if isinstance(item, datetime | date | time) else str(item)
 
-def _json_default(value: object) -> str:
-    return value.isoformat() if isinstance(value, datetime | date | time) else str(value)
+    click.echo(json.dumps(value, indent=2, default=plain))
 
 
 @click.group("contact")
@@ -36,12 +46,7 @@ def contact_group() -> None:
 @click.argument("wa_id")
 def contact_show(wa_id: str) -> None:
     """Print a contact's preferences and how many notifications wait for them."""
-    with queue_connection("contact show") as conn:
-        try:
-            prefs = contacts.show_contact(conn, wa_id)
-        except contacts.ContactError as exc:
-            raise _operator_error(exc) from exc
-    click.echo(json.dumps(prefs.as_dict(), indent=2, default=_json_default))
+    _print_json(on_queue("contact show", contacts.show_contact, wa_id, refused=CONTACT).as_dict())
 
 
 @contact_group.command("init")
@@ -50,11 +55,15 @@ def contact_show(wa_id: str) -> None:
 @click.option("--locale", help="Language code, e.g. en or fr. Default en.")
 def contact_init(wa_id: str, profile_id: str | None, locale: str | None) -> None:
     """Create default preferences (22:00-07:00, Africa/Kigali); never overwrites existing ones."""
-    with queue_connection("contact init") as conn:
-        try:
-            created = contacts.init_contact(conn, wa_id, "cli", profile_id=profile_id, locale=locale)
-        except contacts.ContactError as exc:
-            raise _operator_error(exc) from exc
+    created = on_queue(
+        "contact init",
+        contacts.init_contact,
+        wa_id,
+        "cli",
+        profile_id=profile_id,
+        locale=locale,
+        refused=CONTACT,
+    )
     click.echo("preferences created with the defaults" if created else "preferences exist already; unchanged")
 
 
@@ -64,40 +73,37 @@ def contact_init(wa_id: str, profile_id: str | None, locale: str | None) -> None
 @click.option("--timezone", help="IANA zone, e.g. Africa/Kigali or Europe/Berlin (not CEST, not UTC+2).")
 def contact_set(wa_id: str, quiet_hours: str | None, timezone: str | None) -> None:
     """Set an existing contact's quiet hours and/or time zone."""
-    try:
+    with as_operator_error(CONTACT):  # checked before connecting
         window = contacts.parse_window(quiet_hours) if quiet_hours is not None else None
         if timezone is not None:
             contacts.validate_timezone(timezone)
-        with queue_connection("contact set") as conn:
-            prefs = contacts.set_preferences(conn, wa_id, "cli", window=window, timezone=timezone)
-    except contacts.ContactError as exc:
-        raise _operator_error(exc) from exc
+    prefs = on_queue(
+        "contact set",
+        contacts.set_preferences,
+        wa_id,
+        "cli",
+        window=window,
+        timezone=timezone,
+        refused=CONTACT,
+    )
     click.echo(f"quiet hours {contacts.window_text(prefs) or 'none'} in {prefs.timezone}")
 
 
 @contact_group.command("opt-out")
 @click.argument("wa_id")
-@click.option("--reason", required=True, type=Reason(), help="Why, e.g. user_request.")
+@_reason_option
 def contact_opt_out(wa_id: str, reason: str) -> None:
     """Opt a contact out and cancel their waiting notifications."""
-    with queue_connection("contact opt-out") as conn:
-        try:
-            cancelled = contacts.opt_out(conn, wa_id, reason)
-        except contacts.ContactError as exc:
-            raise _operator_error(exc) from exc
+    cancelled = on_queue("contact opt-out", contacts.opt_out, wa_id, reason, refused=CONTACT)
     click.echo(f"opted out; {cancelled} waiting notification(s) cancelled")
 
 
 @contact_group.command("opt-in")
 @click.argument("wa_id")
-@click.option("--reason", required=True, type=Reason(), help="Why, e.g. user_request.")
+@_reason_option
 def contact_opt_in(wa_id: str, reason: str) -> None:
     """Opt a contact back in (what the opt-out cancelled stays cancelled)."""
-    with queue_connection("contact opt-in") as conn:
-        try:
-            was_out = contacts.opt_in(conn, wa_id, reason)
-        except contacts.ContactError as exc:
-            raise _operator_error(exc) from exc
+    was_out = on_queue("contact opt-in", contacts.opt_in, wa_id, reason, refused=CONTACT)
     click.echo("opted back in" if was_out else "was not opted out; nothing to undo")
 
 
@@ -106,24 +112,22 @@ def contact_opt_in(wa_id: str, reason: str) -> None:
 @click.option(
     "--timezone", default=contacts.DEFAULT_TIMEZONE, show_default=True, help="IANA zone for the new rows."
 )
-@click.option(
-    "--batch-size",
-    type=Number(int, 1, 50_000),
-    default=1000,
-    show_default=True,
-    help="Contacts per transaction.",
-)
+@shown_default("--batch-size", Number(int, 1, 50_000), 1000, "Contacts per transaction.")
 @click.option("--confirm", is_flag=True, help="Write them; without it, only count.")
 def contact_bulk_defaults(quiet_hours: str, timezone: str, batch_size: int, confirm: bool) -> None:
     """Default preferences for every recipient in notifications that has none (a count unless --confirm)."""
-    try:
+    with as_operator_error(CONTACT):  # checked before connecting
         window = contacts.parse_window(quiet_hours)
-        with queue_connection("contact bulk-defaults") as conn:
-            report = contacts.bulk_defaults(
-                conn, "cli", window=window, timezone=timezone, dry_run=not confirm, batch_size=batch_size
-            )
-    except contacts.ContactError as exc:
-        raise _operator_error(exc) from exc
+    report = on_queue(
+        "contact bulk-defaults",
+        contacts.bulk_defaults,
+        "cli",
+        window=window,
+        timezone=timezone,
+        dry_run=not confirm,
+        batch_size=batch_size,
+        refused=CONTACT,
+    )
     if confirm:
         click.echo(f"created preferences for {report.created} contact(s) in {report.batches} batch(es)")
     else:
@@ -139,12 +143,7 @@ def template_group() -> None:
 @click.argument("name")
 def template_show(name: str) -> None:
     """Print a template's configuration in every language, with the notifications waiting for it."""
-    with queue_connection("template show") as conn:
-        try:
-            rows = templates.show_template(conn, name)
-        except templates.TemplateError as exc:
-            raise _operator_error(exc) from exc
-    click.echo(json.dumps(rows, indent=2, default=_json_default))
+    _print_json(on_queue("template show", templates.show_template, name, refused=TEMPLATE))
 
 
 @template_group.command("sync")
@@ -153,15 +152,12 @@ def template_sync(confirm: bool) -> None:
     """Sync whatsapp_templates with Meta's message_templates (WHATSAPP_WABA_ID); a report unless --confirm."""
     client = settings.whatsapp_client_settings()
     if not client.access_token:
-        raise _operator_error(
-            ValueError("set WHATSAPP_ACCESS_TOKEN (and WHATSAPP_WABA_ID) to list templates")
-        )
-    try:
+        raise OperatorError("set WHATSAPP_ACCESS_TOKEN (and WHATSAPP_WABA_ID) to list templates")
+    with as_operator_error(TEMPLATE):
         remote = templates.fetch_remote(client, settings.whatsapp_waba_id())
-        with queue_connection("template sync") as conn:
-            report = templates.sync_templates(conn, remote, "cli", dry_run=not confirm)
-    except templates.TemplateError as exc:
-        raise _operator_error(exc) from exc
+    report = on_queue(
+        "template sync", templates.sync_templates, remote, "cli", dry_run=not confirm, refused=TEMPLATE
+    )
     for line in report.lines():
         click.echo(line)
     if not confirm:
@@ -169,27 +165,19 @@ def template_sync(confirm: bool) -> None:
 
 
 @click.command("cleanup")
-@click.option(
+@shown_default(
     "--older-than-days",
-    type=Number(int, hi=36_600),
-    default=retention.DEFAULT_DAYS,
-    show_default=True,
-    help="Age in days past which audit-log rows, observability events and resolved alerts go.",
+    Number(int, hi=36_600),
+    retention.DEFAULT_DAYS,
+    "Age in days past which audit-log rows, observability events and resolved alerts go.",
 )
-@click.option(
+@shown_default(
     "--webhook-days",
-    type=Number(int, hi=36_600),
-    default=retention.DEFAULT_WEBHOOK_DAYS,
-    show_default=True,
-    help="Age in days past which stored webhook updates go (at least Meta's retry window).",
+    Number(int, hi=36_600),
+    retention.DEFAULT_WEBHOOK_DAYS,
+    "Age in days past which stored webhook updates go (at least Meta's retry window).",
 )
-@click.option(
-    "--batch-size",
-    type=Number(int, 1, 50_000),
-    default=retention.DEFAULT_BATCH,
-    show_default=True,
-    help="Rows per transaction.",
-)
+@shown_default("--batch-size", Number(int, 1, 50_000), retention.DEFAULT_BATCH, "Rows per transaction.")
 @click.option("--keep-alerts", is_flag=True, help="Do not delete resolved alert episodes.")
 @click.option("--confirm", is_flag=True, help="Delete; without it, only count.")
 def cleanup_command(
@@ -197,20 +185,18 @@ def cleanup_command(
 ) -> None:
     """Delete audit-log rows, observability events, resolved alerts and stored webhook updates
     older than their retention, in batches."""
-    try:
+    with as_operator_error(ValueError):
         retention.validate(older_than_days, batch_size, webhook_days)
-    except ValueError as exc:
-        raise _operator_error(exc) from exc
-    with queue_connection("cleanup") as conn:
-        report = retention.cleanup(
-            conn,
-            "cli",
-            older_than_days=older_than_days,
-            webhook_days=webhook_days,
-            batch_size=batch_size,
-            dry_run=not confirm,
-            include_alerts=not keep_alerts,
-        )
+    report = on_queue(
+        "cleanup",
+        retention.cleanup,
+        "cli",
+        older_than_days=older_than_days,
+        webhook_days=webhook_days,
+        batch_size=batch_size,
+        dry_run=not confirm,
+        include_alerts=not keep_alerts,
+    )
     verb = "deleted" if confirm else "would delete"
     for table, count in report.rows.items():
         batches = f" in {report.batches.get(table, 0)} batch(es)" if confirm else ""

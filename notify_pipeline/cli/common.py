@@ -1,17 +1,24 @@
-"""What every `notify-pipeline` command shares for bad input: OperatorError (one line on stderr,
-exit code 2, secrets scrubbed) and option types that refuse nan, infinities, out-of-range numbers
-and blank reasons with that one line instead of a traceback or a usage screen."""
+"""What every `notify-pipeline` command shares: OperatorError (one line on stderr, exit code 2,
+secrets scrubbed), the queue database (its URL and a connection), and option types that refuse nan,
+infinities, out-of-range numbers and blank reasons with that one line instead of a traceback or a
+usage screen. The command modules import this one and never each other."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import click
+import psycopg
 
 from notify_pipeline import redact
+from notify_pipeline.db import urls
+from notify_pipeline.db.connect import connect
 
 MAX_REASON_CHARS = 500
+T = TypeVar("T")
 
 
 class OperatorError(click.ClickException):
@@ -22,6 +29,72 @@ class OperatorError(click.ClickException):
     def show(self, file=None) -> None:
         for line in redact.scrub(self.format_message()).splitlines() or [""]:
             click.echo(f"notify-pipeline: {line}", err=True)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (a driver's message runs to several), or its type when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def unreachable(exc: BaseException, hint: str = "") -> OperatorError:
+    """The one line for a queue database that does not answer."""
+    return OperatorError(f"cannot reach the queue database: {first_line(exc)}{hint}")
+
+
+@contextmanager
+def as_operator_error(*kinds: type[Exception]) -> Iterator[None]:
+    """The product's own refusals (bad input, an unknown contact, a migration that cannot run)
+    become OperatorError: their text is already written for the operator."""
+    try:
+        yield
+    except kinds as exc:
+        raise OperatorError(str(exc)) from exc
+
+
+def queue_url() -> str:
+    """The queue database URL in use (NOTIFY_DATABASE_URL, else the embedded server, started now)."""
+    from notify_pipeline.db.embedded import EmbeddedPostgresError
+    from notify_pipeline.db.location import queue_database_url
+
+    try:
+        return queue_database_url()
+    except (EmbeddedPostgresError, urls.DatabaseUrlError) as exc:
+        raise OperatorError(str(exc)) from exc
+    except Exception as exc:  # psycopg.OperationalError while creating the embedded database
+        raise unreachable(exc) from exc
+
+
+@contextmanager
+def queue_connection(actor: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the queue database, its actor `cli:<actor>` in the audit log."""
+    url = queue_url()
+    try:
+        with connect(url, actor=f"cli:{actor}", autocommit=True) as conn:
+            yield conn
+    except psycopg.OperationalError as exc:
+        raise unreachable(exc) from exc
+    except psycopg.errors.UndefinedTable as exc:
+        raise OperatorError("the queue database is not migrated: run `notify-pipeline db upgrade`") from exc
+
+
+def on_queue(
+    actor: str,
+    action: Callable[..., T],
+    *args: Any,
+    refused: type[Exception] | tuple[type[Exception], ...] = (),
+    **kwargs: Any,
+) -> T:
+    """`action(conn, *args, **kwargs)` on a queue connection (see queue_connection); the `refused`
+    errors, the action's own refusals of bad input, end as one line."""
+    kinds = refused if isinstance(refused, tuple) else (refused,)
+    with queue_connection(actor) as conn, as_operator_error(*kinds):
+        return action(conn, *args, **kwargs)
+
+
+def shown_default(name: str, kind: Any, default: Any, help: str, **attrs: Any) -> Callable[..., Any]:
+    """An option whose default --help shows."""
+    return click.option(name, type=kind, default=default, show_default=True, help=help, **attrs)
 
 
 def _option_name(param: click.Parameter | None) -> str:

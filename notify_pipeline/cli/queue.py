@@ -1,20 +1,25 @@
-"""Queue commands of `notify-pipeline`: enqueue, send, sweep, retry-failed, stop, resume, status,
-seed-demo. Each opens the queue database named by the environment and calls the engine."""
+"""Queue commands of `notify-pipeline`: enqueue, sweep, retry-failed, stop, resume, status,
+seed-demo (`send` has a module of its own). Each opens the queue database named by the environment
+and calls the engine."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import click
 import psycopg
 
-from notify_pipeline import redact, settings
-from notify_pipeline.cli_types import Number, OperatorError, Reason
-from notify_pipeline.db.connect import connect
+from notify_pipeline import settings
+from notify_pipeline.cli.common import (
+    Number,
+    OperatorError,
+    Reason,
+    as_operator_error,
+    on_queue,
+    queue_connection,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -50,20 +55,6 @@ class Duration(click.ParamType):
             raise OperatorError(f"{name}: {exc.message}") from None
 
 
-@contextmanager
-def queue_connection(actor: str) -> Iterator[psycopg.Connection]:
-    from notify_pipeline.cli import OperatorError, _queue_url
-
-    url = _queue_url()
-    try:
-        with connect(url, actor=f"cli:{actor}", autocommit=True) as conn:
-            yield conn
-    except psycopg.OperationalError as exc:
-        raise OperatorError(f"cannot reach the queue database: {str(exc).strip().splitlines()[0]}") from exc
-    except psycopg.errors.UndefinedTable as exc:
-        raise OperatorError("the queue database is not migrated: run `notify-pipeline db upgrade`") from exc
-
-
 @click.command("enqueue")
 @click.option("--to", required=True, help="Recipient, international format (+250788123456).")
 @click.option("--template", help="Template name (e.g. welcome_message).")
@@ -92,7 +83,6 @@ def enqueue_command(
     override_quiet_hours,
 ) -> None:
     """Queue one notification through queueNotification() and print its id."""
-    from notify_pipeline.cli import OperatorError
     from notify_pipeline.engine.enqueue import build_message, enqueue
 
     try:
@@ -115,95 +105,6 @@ def enqueue_command(
             raise OperatorError(str(exc).splitlines()[0]) from exc
 
 
-@click.command("send")
-@click.option(
-    "--max-seconds",
-    type=Number(float, 0, 86_400, lo_open=True),
-    default=50.0,
-    show_default=True,
-    help="Time budget of the drain; with --serve, its lifetime.",
-)
-@click.option("--batch-size", type=Number(int, 1, 10_000), default=200, show_default=True)
-@click.option(
-    "--concurrency", type=Number(int, 1, 1024), default=64, show_default=True, help="Requests in flight."
-)
-@click.option(
-    "--throughput-per-s",
-    type=Number(float, 0, 10_000, note=" (0: no limit)"),
-    default=80.0,
-    show_default=True,
-    help="The sender number's throughput tier at Meta, msg/s (paced a margin under it); 0: no limit.",
-)
-@click.option("--serve", is_flag=True, help="Wait for work when nothing is due, until --max-seconds ends.")
-@click.option(
-    "--wait-for-sender",
-    type=Number(float, 0, 3600),
-    default=0.0,
-    show_default=True,
-    help="Seconds to wait while another drain sends for this sender (one drain per sender).",
-)
-@click.option(
-    "--db-retry-seconds",
-    type=Number(float, 0, 3600, lo_open=True),
-    default=60.0,
-    show_default=True,
-    help="How long results are retried against a database that went away before they go to the "
-    "local journal.",
-)
-def send_command(
-    max_seconds, batch_size, concurrency, throughput_per_s, serve, wait_for_sender, db_retry_seconds
-) -> None:
-    """Claim and send due notifications until nothing is due (or, with --serve, until the lifetime
-    ends). Prints the drain's report as JSON; exits 2 with one line when something failed. SIGTERM
-    or Ctrl-C stops it cleanly: nothing more is sent, unsent rows are given back, exit 0.
-
-    If the database is away and the journal cannot be written either, the results stay in this
-    process's memory: it says so on stderr and does not exit until one of the two takes them."""
-    from notify_pipeline.cli import OperatorError, _queue_url
-    from notify_pipeline.engine.drain import run_drain
-    from notify_pipeline.engine.drain_config import DrainConfig, StopReason
-
-    client = settings.whatsapp_client_settings()
-    if not client.access_token or not client.phone_number_id:
-        raise OperatorError(
-            "set WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID (for the local emulator: "
-            "any id, and the token it was started with)"
-        )
-    try:
-        config = DrainConfig(
-            batch_size=batch_size,
-            concurrency=concurrency,
-            max_seconds=max_seconds,
-            serve=serve,
-            throughput_per_s=throughput_per_s or None,
-            sender=settings.sender_key(),
-            lock_wait_s=wait_for_sender,
-            db_retry_s=db_retry_seconds,
-            trigger="cli",
-            notice=lambda line: click.echo(redact.scrub(f"notify-pipeline: {line}"), err=True),
-        )
-    except ValueError as exc:
-        raise OperatorError(str(exc)) from exc
-    try:
-        report = run_drain(_queue_url(), client, config)
-    except psycopg.OperationalError as exc:
-        raise OperatorError(f"cannot reach the queue database: {str(exc).strip().splitlines()[0]}") from None
-    click.echo(json.dumps(report.as_dict(), indent=2))
-    if report.stopped_by == StopReason.SIGNAL:  # SIGTERM (systemd, a deploy) or Ctrl-C: a planned stop
-        click.echo(
-            f"send stopped as asked (signal): sent {report.sent}, gave {report.released} row(s) back, "
-            "nothing in flight",
-            err=True,
-        )
-    if report.stopped_by in ("auth_error", "account_error"):
-        raise OperatorError(
-            f"{report.fault}; sending stopped and the sender is held, the queue is intact: fix the "
-            "credentials or the account, then `notify-pipeline resume --hold --reason ...`"
-        )
-    if report.failed_on_fault or report.stopped_by == "sender_busy":
-        raise OperatorError(f"send stopped: {report.fault}")
-
-
 @click.command("sweep")
 @click.option(
     "--older-than",
@@ -216,8 +117,7 @@ def sweep_command(older_than) -> None:
     """Release stale claims left by workers that died."""
     from notify_pipeline.engine.operations import sweep_locks
 
-    with queue_connection("sweep") as conn:
-        click.echo(f"released {sweep_locks(conn, older_than)} stale claim(s)")
+    click.echo(f"released {on_queue('sweep', sweep_locks, older_than)} stale claim(s)")
 
 
 @click.command("retry-failed")
@@ -238,10 +138,9 @@ def retry_failed_command(since, domain, error_code, template, include_permanent,
     Left alone, and counted by reason: rows of contacts opted out now, and unless
     --include-permanent, what an opt-out cancelled, expired rows and the code table's never-retry
     codes."""
-    from notify_pipeline.cli import OperatorError
     from notify_pipeline.engine.operations import RetryFilter, retry_failed
 
-    try:
+    with as_operator_error(ValueError):
         selection = RetryFilter(
             since=since,
             domain=domain,
@@ -250,11 +149,7 @@ def retry_failed_command(since, domain, error_code, template, include_permanent,
             include_permanent=include_permanent,
         )
         selection.where()
-    except ValueError as exc:
-        raise OperatorError(str(exc)) from exc
-    with queue_connection("retry-failed") as conn:
-        result = retry_failed(conn, selection, dry_run=not confirm)
-    click.echo(result.describe())
+    click.echo(on_queue("retry-failed", retry_failed, selection, dry_run=not confirm).describe())
 
 
 @click.command("stop")
@@ -263,8 +158,8 @@ def stop_command(reason) -> None:
     """Emergency stop: pause sending and hold every waiting notification."""
     from notify_pipeline.engine.operations import emergency_stop
 
-    with queue_connection("stop") as conn:
-        click.echo(f"sending paused; {emergency_stop(conn, reason, 'cli')} waiting notification(s) held")
+    held = on_queue("stop", emergency_stop, reason, "cli")
+    click.echo(f"sending paused; {held} waiting notification(s) held")
 
 
 @click.command("resume")
@@ -280,8 +175,7 @@ def resume_command(reason, hold) -> None:
     --hold: lift the sender's auth or account hold instead (the two are kept apart)."""
     from notify_pipeline.engine.operations import resume_sending
 
-    with queue_connection("resume") as conn:
-        click.echo(resume_sending(conn, settings.sender_key(), reason, "cli", hold=hold).describe())
+    click.echo(on_queue("resume", resume_sending, settings.sender_key(), reason, "cli", hold=hold).describe())
 
 
 @click.command("status")
@@ -289,10 +183,9 @@ def resume_command(reason, hold) -> None:
 def status_command(as_json) -> None:
     """The runbook's system status check: worker activity, queue shape, outcomes and failure rate by
     domain (the figures the README's "Figures" table defines)."""
-    from notify_pipeline.engine.status import queue_status, render
+    from notify_pipeline.operations.status import queue_status, render
 
-    with queue_connection("status") as conn:
-        status = queue_status(conn)
+    status = on_queue("status", queue_status)
     click.echo(json.dumps(status.as_dict(), indent=2) if as_json else render(status))
 
 
@@ -303,8 +196,7 @@ def seed_demo_command(notifications, contacts) -> None:
     """Load the demo templates, contacts in several time zones and a stream of notifications."""
     from notify_pipeline.demo.seed import seed_demo
 
-    with queue_connection("seed-demo") as conn:
-        report = seed_demo(conn, notifications=notifications, contacts=contacts)
+    report = on_queue("seed-demo", seed_demo, notifications=notifications, contacts=contacts)
     click.echo(
         f"{report.templates} templates, {report.contacts} contacts ({report.opted_out} opted out, "
         f"{report.in_quiet_hours} in quiet hours now), {report.notifications} notifications queued"
@@ -313,7 +205,6 @@ def seed_demo_command(notifications, contacts) -> None:
 
 COMMANDS = [
     enqueue_command,
-    send_command,
     sweep_command,
     retry_failed_command,
     stop_command,

@@ -8,27 +8,28 @@ import click
 import psycopg
 from click.core import ParameterSource
 
-# As bench.options.SECTIONS (not imported here: the bench package is loaded only when it runs).
-SECTIONS = (
-    "send_path",
-    "rate_limit",
-    "latency",
-    "wakeup",
-    "priority",
-    "webhooks",
-    "ceiling",
-    "faults",
-    "pacing",
-)
+from notify_pipeline.cli.common import OperatorError, first_line, queue_url, shown_default
+
+
+class Sections(click.Choice):
+    """bench.options.SECTIONS, read when --only is given or bench's help is shown: importing the
+    bench package at start-up would cost every other command about half a second."""
+
+    def __init__(self) -> None:
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from notify_pipeline.bench.options import SECTIONS
+
+        return SECTIONS
 
 
 @click.command("bench")
 @click.option(
     "--quick", is_flag=True, help="Every measurement in miniature (about 20 s): a first look, or a test."
 )
-@click.option(
-    "--messages", type=int, default=10_000, show_default=True, help="Notifications per send-path measurement."
-)
+@shown_default("--messages", int, 10_000, "Notifications per send-path measurement.")
 @click.option(
     "--latency-ms",
     "latencies_ms",
@@ -38,10 +39,8 @@ SECTIONS = (
     show_default=True,
     help="Emulator latency of a send-path measurement; repeat for several.",
 )
-@click.option("--batch-size", type=int, default=500, show_default=True, help="Rows the drain claims at once.")
-@click.option(
-    "--concurrency", type=int, default=128, show_default=True, help="Requests the drain keeps in flight."
-)
+@shown_default("--batch-size", int, 500, "Rows the drain claims at once.")
+@shown_default("--concurrency", int, 128, "Requests the drain keeps in flight.")
 @click.option(
     "--rate",
     "rate_per_s",
@@ -50,99 +49,58 @@ SECTIONS = (
     show_default=True,
     help="Limit (msg/s) for the rate-limit, latency, wakeup and priority measurements.",
 )
-@click.option(
-    "--rate-messages", type=int, default=800, show_default=True, help="Messages sent under the rate limit."
+@shown_default("--rate-messages", int, 800, "Messages sent under the rate limit.")
+@shown_default("--steady-seconds", float, 10.0, "How long the producer enqueues at --rate.")
+@shown_default(
+    "--wakeup-messages", int, 50, "Single enqueues (200 ms apart) that wake an idle serving drain."
 )
-@click.option(
-    "--steady-seconds",
-    type=float,
-    default=10.0,
-    show_default=True,
-    help="How long the producer enqueues at --rate.",
-)
-@click.option(
-    "--wakeup-messages",
-    type=int,
-    default=50,
-    show_default=True,
-    help="Single enqueues (200 ms apart) that wake an idle serving drain.",
-)
-@click.option(
+@shown_default(
     "--deferred-messages",
-    type=int,
-    default=10,
-    show_default=True,
-    help="Deferred notifications (1 s) whose coming due wakes an idle serving drain.",
+    int,
+    10,
+    "Deferred notifications (1 s) whose coming due wakes an idle serving drain.",
 )
-@click.option(
-    "--priority-backlog",
-    type=int,
-    default=50_000,
-    show_default=True,
-    help="MARKETING rows queued ahead of the OTPs in the priority measurement.",
+@shown_default(
+    "--priority-backlog", int, 50_000, "MARKETING rows queued ahead of the OTPs in the priority measurement."
 )
-@click.option(
-    "--priority-otps",
-    type=int,
-    default=5,
-    show_default=True,
-    help="OTPs (priority 100, 2 s apart) enqueued behind the backlog.",
+@shown_default("--priority-otps", int, 5, "OTPs (priority 100, 2 s apart) enqueued behind the backlog.")
+@shown_default(
+    "--webhook-statuses", int, 30_000, "Single-status webhook POSTs to `notify-pipeline serve` (64 at once)."
 )
-@click.option(
-    "--webhook-statuses",
-    type=int,
-    default=30_000,
-    show_default=True,
-    help="Single-status webhook POSTs to `notify-pipeline serve` (64 at once).",
+@shown_default(
+    "--webhook-workers", int, 1, "Processes of `notify-pipeline serve` in the webhook measurement."
 )
-@click.option(
-    "--webhook-workers",
-    type=int,
-    default=1,
-    show_default=True,
-    help="Processes of `notify-pipeline serve` in the webhook measurement.",
-)
-@click.option(
-    "--ceiling-rows",
-    type=int,
-    default=20_000,
-    show_default=True,
-    help="Rows of the raw-SQL claim-and-mark loop.",
-)
+@shown_default("--ceiling-rows", int, 20_000, "Rows of the raw-SQL claim-and-mark loop.")
 @click.option(
     "--only",
     "sections",
-    type=click.Choice(list(SECTIONS)),
+    type=Sections(),
     multiple=True,
     help="Run only these measurements (repeat). Default: all but faults and pacing, which run only when named.",
 )
-@click.option(
+@shown_default(
     "--pacing-rows",
-    type=int,
-    default=20_000,
-    show_default=True,
-    help="pacing: rows of the backlog drained at the tier --rate, status webhooks on.",
+    int,
+    20_000,
+    "pacing: rows of the backlog drained at the tier --rate, status webhooks on.",
 )
-@click.option(
+@shown_default(
     "--pacing-inbound-share",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="pacing: share of the tier the number's inbound messages use (the emulator enforces the rest).",
+    float,
+    0.0,
+    "pacing: share of the tier the number's inbound messages use (the emulator enforces the rest).",
 )
-@click.option(
+@shown_default(
     "--dev-restarts",
-    type=int,
-    default=2,
-    show_default=True,
-    help="faults: Ctrl-C of `notify-pipeline dev` then `dev` again, this many times (0: not measured).",
+    int,
+    2,
+    "faults: Ctrl-C of `notify-pipeline dev` then `dev` again, this many times (0: not measured).",
 )
-@click.option(
+@shown_default(
     "--storm-seconds",
-    type=float,
-    default=600.0,
-    show_default=True,
-    help="faults: length of the 503 storm against a serving drain (0: not measured).",
+    float,
+    600.0,
+    "faults: length of the 503 storm against a serving drain (0: not measured).",
 )
 @click.option("--base-url", help="Send to this Meta-compatible endpoint instead of starting the emulator.")
 @click.option(
@@ -191,7 +149,6 @@ def bench(quick: bool, base_url: str | None, token: str | None, no_pin: bool, **
     times) is reported as skipped.
     """
     from notify_pipeline.bench import BenchOptions, run_bench
-    from notify_pipeline.cli import OperatorError, _queue_url
     from notify_pipeline.db.migrate import MigrationError
 
     # Settings given on the command line win over the preset (--quick or the full run).
@@ -204,13 +161,13 @@ def bench(quick: bool, base_url: str | None, token: str | None, no_pin: bool, **
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     # Before the bench pins itself to one core: an embedded server started later would inherit that.
-    server_url = _queue_url()
+    server_url = queue_url()
     try:
         result = run_bench(options, server_url, progress=lambda line: click.echo(f"bench: {line}", err=True))
     except MigrationError as exc:
         raise OperatorError(str(exc)) from exc
     except (psycopg.OperationalError, psycopg.errors.InsufficientPrivilege) as exc:
-        raise OperatorError(f"bench database: {str(exc).strip().splitlines()[0]}") from exc
+        raise OperatorError(f"bench database: {first_line(exc)}") from exc
     except RuntimeError as exc:  # the emulator did not start
         raise OperatorError(str(exc)) from exc
     click.echo(json.dumps(result, indent=2))

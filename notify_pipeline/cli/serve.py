@@ -8,7 +8,7 @@ import os
 import click
 
 from notify_pipeline import settings
-from notify_pipeline.cli_types import PORT
+from notify_pipeline.cli.common import PORT, as_operator_error, queue_url
 
 # uvicorn imports the protocol by name in each worker process (a class would not cross `spawn`).
 PROTOCOL = "notify_pipeline.service.protocol:LimitedHttpToolsProtocol"
@@ -45,16 +45,15 @@ def serve_command(host, port, metrics_host, metrics_port, workers, allow_unsigne
     """
     import uvicorn
 
-    from notify_pipeline.cli import OperatorError, _queue_url
     from notify_pipeline.service import listener
     from notify_pipeline.service.config import ServiceConfig, ServiceConfigError
     from notify_pipeline.service.logs import log_config
 
-    try:
+    with as_operator_error(ServiceConfigError, ValueError):
         host = host or settings.serve_host()
         port = port if port is not None else settings.serve_port()
         config = ServiceConfig.from_env(
-            _queue_url(), allow_unsigned=allow_unsigned, metrics_host=metrics_host, metrics_port=metrics_port
+            queue_url(), allow_unsigned=allow_unsigned, metrics_host=metrics_host, metrics_port=metrics_port
         )
         if config.metrics_port == port:
             raise ServiceConfigError(
@@ -64,8 +63,6 @@ def serve_command(host, port, metrics_host, metrics_port, workers, allow_unsigne
         if config.metrics_port:
             # Checked here for a one-line error; each worker binds it again when it starts.
             listener.bind(config.metrics_host, config.metrics_port).close()
-    except (ServiceConfigError, ValueError) as exc:
-        raise OperatorError(str(exc)) from exc
     if config.allow_unsigned:
         click.echo(
             "WARNING: webhook signatures are not checked (--allow-unsigned): development only", err=True
