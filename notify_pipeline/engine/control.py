@@ -12,87 +12,87 @@ calls the progress callback.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
+from notify_pipeline.db.errors import DB_ERRORS, describe_db_error
 from notify_pipeline.engine import store, workers
-from notify_pipeline.engine.drain_config import worker_enabled
-from notify_pipeline.engine.sender_lock import CONTROL_CHANNEL
-from notify_pipeline.engine.writer import DB_ERRORS, describe_db_error
+from notify_pipeline.engine.drain_config import StopReason, worker_enabled
+from notify_pipeline.engine.drain_state import DrainState
+from notify_pipeline.engine.sender_lock import CONTROL_CHANNEL, SenderControl
 
 IDLE_TICK_S = 1.0
 
-if TYPE_CHECKING:
-    from notify_pipeline.engine.drain import _Drain
 
-
-async def control_loop(d: _Drain) -> None:
-    config, conn = d.config, d.control.conn
+async def control_loop(state: DrainState, control: SenderControl) -> None:
+    """Until the drain is closing, or the control connection fails (then the drain stops)."""
+    config, conn = state.config, control.conn
     now = time.monotonic()
     next_beat, next_rescue = now + config.heartbeat_s, now + config.rescue_every_s
     next_event = now + config.event_every_s
     last_sent = 0
-    while not d.closing:
+    while not state.closing:
         try:
             # With nothing in hand only the pause and holds need reading, and a change to either
             # arrives as a notification at once: tick slower, so an idle drain costs little.
-            tick = config.tick_s if d.holding else max(config.tick_s, IDLE_TICK_S)
-            seen = await d.control.wait(tick, on_queue=d.wake.set)
+            tick = config.tick_s if state.holding else max(config.tick_s, IDLE_TICK_S)
+            seen = await control.wait(tick, on_queue=state.wake.set)
             if f"{CONTROL_CHANNEL}:whatsapp_templates" in seen:
-                d.reload_templates = True
+                state.reload_templates = True
             if not worker_enabled():
-                d.abort("disabled", "NOTIFICATION_WORKER_CRON_ENABLED is false")
-            reason = await store.stop_reason(conn, config.sender)
-            if reason is not None:
-                d.abort("paused" if reason.startswith("paused") else "held", reason)
-            if d.holding:
-                held = list(d.holding)
-                fresh = await store.still_sendable(conn, held, worker=d.worker)
-                gone = {i for i in held if i not in fresh and i not in d.revoked}
+                state.disabled()
+            stop = await store.stop_reason(conn, config.sender)
+            if stop is not None:
+                state.blocked(stop)
+            if state.holding:
+                held = list(state.holding)
+                fresh = await store.still_sendable(conn, held, worker=state.worker)
+                gone = {i for i in held if i not in fresh and i not in state.revoked}
                 if gone:
-                    d.revoked |= gone
-                    d.report.revoked += len(gone)
+                    state.revoked |= gone
+                    state.report.revoked += len(gone)
             now = time.monotonic()
             if now >= next_beat:
-                await workers.heartbeat(conn, d.worker, list(d.holding), config.lease_s)
+                await workers.heartbeat(conn, state.worker, list(state.holding), config.lease_s)
                 next_beat = now + config.heartbeat_s
-            if now >= next_rescue and not d.stopping.is_set():
-                rescued = await workers.rescue(conn, me=d.worker, silent_after_s=config.rescue_after_s)
+            if now >= next_rescue and not state.stopping.is_set():
+                rescued = await workers.rescue(conn, me=state.worker, silent_after_s=config.rescue_after_s)
                 if rescued:
-                    d.report.rescued += rescued
-                    d.wake.set()
+                    state.report.rescued += rescued
+                    state.wake.set()
                 next_rescue = now + config.rescue_every_s
             if now >= next_event:
                 next_event = now + config.event_every_s
-                await _heartbeat_event(d, last_sent)
-                last_sent = d.report.sent
-            while d.events:  # taken off only once written: the drain's close writes what is left
-                kind, details = d.events[0]
+                await _heartbeat_event(state, control, last_sent)
+                last_sent = state.report.sent
+            while state.events:  # taken off only once written: the drain's close writes what is left
+                kind, details = state.events[0]
                 await store.record_event(conn, kind, details)
-                d.events.pop(0)
+                state.events.pop(0)
         except DB_ERRORS as exc:
-            d.abort("lost_lock", f"the control connection (sender lock) failed: {describe_db_error(exc)}")
+            state.abort(
+                StopReason.LOST_LOCK, f"the control connection (sender lock) failed: {describe_db_error(exc)}"
+            )
             return
         except Exception as exc:
-            d.abort("error", f"the control loop failed: {exc!r}")
+            state.abort(StopReason.ERROR, f"the control loop failed: {exc!r}")
             return
 
 
-async def _heartbeat_event(d: _Drain, last_sent: int) -> None:
-    report = d.report
+async def _heartbeat_event(state: DrainState, control: SenderControl, last_sent: int) -> None:
+    config, report = state.config, state.report
     await store.record_event(
-        d.control.conn,
+        control.conn,
         "NOTIFY_WORKER_START",
         {
-            "trigger": d.config.trigger,
+            "trigger": config.trigger,
             "phase": "heartbeat",
-            "worker": d.worker,
+            "worker": state.worker,
             "processed": report.processed,
             "sent": report.sent,
         },
     )
-    if d.config.progress is not None:
-        d.config.progress(
+    if config.progress is not None:
+        config.progress(
             f"sent {report.sent} (+{report.sent - last_sent} since the last line), "
             f"failed {sum(report.failed.values())}, deferred {sum(report.deferred.values())}, "
-            f"retried {sum(report.retried.values())}, holding {len(d.holding)}"
+            f"retried {sum(report.retried.values())}, holding {len(state.holding)}"
         )

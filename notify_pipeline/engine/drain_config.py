@@ -73,6 +73,9 @@ class StopReason(StrEnum):
     LOST_LOCK = "lost_lock"  # the control connection (and the sender lock with it) went away
     JOURNAL_ERROR = "journal_error"
     ERROR = "error"  # a bug: a task of the drain failed
+    # Only when the drain's own task is cancelled before any other reason was set: neither a
+    # planned stop nor a fault.
+    STOPPED = "stopped"
 
 
 PLANNED_STOPS = frozenset(
@@ -87,7 +90,8 @@ PLANNED_STOPS = frozenset(
         StopReason.SENDER_BUSY,
     }
 )
-FAULT_STOPS = frozenset(StopReason) - PLANNED_STOPS  # exit code 2, a failed send run
+# Exit code 2, a failed send run.
+FAULT_STOPS = frozenset(StopReason) - PLANNED_STOPS - {StopReason.STOPPED}
 # The queue database went away: once it answers again, a replacement may start at once.
 DATABASE_FAULTS = frozenset({StopReason.DB_ERROR, StopReason.LOST_LOCK})
 

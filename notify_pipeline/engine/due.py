@@ -1,5 +1,5 @@
 """The cheap questions the queue's sensors ask every few seconds: may this sender send, what do
-its drains say about themselves, is there work, are there stale claims to sweep."""
+its drains say about themselves, are there stale claims to sweep."""
 
 from __future__ import annotations
 
@@ -52,18 +52,3 @@ def stale_claims(conn: psycopg.Connection, lease_s: float) -> bool:
         (lease_s,),
     ).fetchone()
     return row is not None
-
-
-def due_work(conn: psycopg.Connection, lease_s: float = 900.0) -> tuple[int, str | None]:
-    """(due rows, up to 1,000; or 0 with the reason nothing may be sent)."""
-    if not worker_enabled():
-        return 0, "NOTIFICATION_WORKER_CRON_ENABLED is false"
-    is_paused, reason = paused(conn)
-    if is_paused:
-        return 0, f"sending is paused ({reason})"
-    due = conn.execute(
-        "SELECT count(*) FROM (SELECT 1 FROM notifications WHERE status = 'queued' AND next_attempt_at <= now() "
-        "AND (locked_at IS NULL OR locked_at < now() - make_interval(secs => %s)) LIMIT 1000) d",
-        (lease_s,),
-    ).fetchone()[0]
-    return due, None if due else "no notification is due"

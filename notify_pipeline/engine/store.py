@@ -195,7 +195,15 @@ async def recent_sends(
     return dict(await cur.fetchall())
 
 
-async def stop_reason(conn: psycopg.AsyncConnection, sender: str) -> str | None:
+@dataclass(frozen=True)
+class SenderStop:
+    """Why a sender may not send now: the operator's pause (paused) or a hold on the sender."""
+
+    paused: bool
+    text: str  # one line for the report: `paused: <reason>` or `held (<kind>): <reason>`
+
+
+async def stop_reason(conn: psycopg.AsyncConnection, sender: str) -> SenderStop | None:
     """Why this sender may not send now (the operator's pause or a sender hold), or None."""
     cur = await conn.execute(
         "SELECT q.paused, q.reason, h.kind, h.reason FROM queue_control q "
@@ -207,8 +215,17 @@ async def stop_reason(conn: psycopg.AsyncConnection, sender: str) -> str | None:
         return None
     paused, reason, hold_kind, hold_reason = row
     if paused:
-        return f"paused: {reason}"
-    return f"held ({hold_kind}): {hold_reason}" if hold_kind else None
+        return SenderStop(True, f"paused: {reason}")
+    return SenderStop(False, f"held ({hold_kind}): {hold_reason}") if hold_kind else None
+
+
+async def next_due_in(conn: psycopg.AsyncConnection) -> float | None:
+    """Seconds until the earliest deferred queued row comes due, or None when none waits."""
+    cur = await conn.execute(
+        "SELECT extract(epoch FROM min(next_attempt_at) - now())::float FROM notifications "
+        "WHERE status = 'queued' AND next_attempt_at > now()"
+    )
+    return (await cur.fetchone())[0]
 
 
 async def record_event(conn: psycopg.AsyncConnection, event_type: str, details: dict[str, Any]) -> None:

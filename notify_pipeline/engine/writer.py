@@ -22,17 +22,12 @@ from pathlib import Path
 
 import psycopg
 
+from notify_pipeline.db.errors import DB_ERRORS, describe_db_error
 from notify_pipeline.engine import journal, store
 from notify_pipeline.engine.store import Outcome
 
-DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 RETRY_CAP_S = 8.0  # the longest wait between two tries of a database (or journal) that is away
 HELD_NOTICE_EVERY_S = 300.0  # how often the line about results held in memory is said again
-
-
-def describe_db_error(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
 
 
 def journal_refusal(directory: Path, exc: OSError) -> str:

@@ -26,13 +26,13 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import psycopg
 
+from notify_pipeline.db.errors import DB_ERRORS
 from notify_pipeline.receipts import waiting
 from notify_pipeline.receipts.apply import Ingested, ingest_async
 from notify_pipeline.receipts.parse import Update
 from notify_pipeline.redact import scrub
 
 log = logging.getLogger(__name__)
-DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 # Caused by what a body holds, not by the database's state (ProgramLimitExceeded, an index entry
 # too large, is an OperationalError to psycopg: it is tested first). RecursionError: a payload
 # nested deeper than json.dumps goes on a writer's stack.
