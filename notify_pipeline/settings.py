@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from notify_pipeline.engine.drain_config import LIFETIME_MINUTES
 from notify_pipeline.redact import SECRET_VARIABLES
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -51,7 +52,8 @@ ENVIRONMENT: dict[str, str] = {
     "NOTIFY_PAGERDUTY_ROUTING_KEY": "PagerDuty Events v2 routing key (secret): alerts trigger and resolve incidents. Unset: no paging.",
     "NOTIFY_PAGERDUTY_EVENTS_URL": "PagerDuty Events v2 endpoint. Default https://events.pagerduty.com/v2/enqueue.",
     "NOTIFY_METRICS_TEXTFILE": "Prometheus textfile the metrics export writes. Default: <NOTIFY_DATA_DIR>/metrics/notify_pipeline.prom.",
-    "NOTIFY_SEND_LIFETIME_MINUTES": "How long each long-lived send run serves before its successor takes over (1 to 1440). Default 120.",
+    "NOTIFY_SEND_LIFETIME_MINUTES": "How long each long-lived send run serves before its successor takes over "
+    f"({LIFETIME_MINUTES.low:g} to {LIFETIME_MINUTES.high:g}). Default {LIFETIME_MINUTES.default:g}.",
     "NOTIFY_PUSHGATEWAY_URL": "Prometheus Pushgateway the metrics export also pushes to (http://host:9091). Unset: no push.",
 }
 
@@ -103,17 +105,19 @@ def sender_key() -> str:
 
 
 def send_lifetime_minutes() -> float:
-    """NOTIFY_SEND_LIFETIME_MINUTES: the lifetime of the send runs the sensor launches."""
+    """NOTIFY_SEND_LIFETIME_MINUTES: the lifetime of the send runs the sensor launches (the
+    drain's LIFETIME_MINUTES gives the default and the range)."""
     raw = os.environ.get("NOTIFY_SEND_LIFETIME_MINUTES", "").strip()
     if not raw:
-        return 120.0
+        return LIFETIME_MINUTES.default
     try:
         value = float(raw)
     except ValueError:
         value = float("nan")
-    if not 1 <= value <= 1440:  # also refuses nan
+    if not LIFETIME_MINUTES.low <= value <= LIFETIME_MINUTES.high:  # also refuses nan
         raise ValueError(
-            f"NOTIFY_SEND_LIFETIME_MINUTES must be a number of minutes from 1 to 1440, not {raw!r}"
+            "NOTIFY_SEND_LIFETIME_MINUTES must be a number of minutes from "
+            f"{LIFETIME_MINUTES.low:g} to {LIFETIME_MINUTES.high:g}, not {raw!r}"
         )
     return value
 

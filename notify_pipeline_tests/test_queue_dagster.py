@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from notify_pipeline.defs.queue import jobs, schedules, sensors, test_notification
+from notify_pipeline.defs.queue import jobs, probe_message, schedules, sensors
 from notify_pipeline.defs.queue.jobs import (
     SENDER_TAG,
     ResumeConfig,
@@ -161,10 +161,10 @@ def test_operator_jobs(db, db_url, emulator) -> None:
 
 
 def test_send_test_notification_job_queues_a_test_message(db, db_url) -> None:
-    result = test_notification.send_test_notification_job.execute_in_process(
+    result = probe_message.send_test_notification_job.execute_in_process(
         resources={"queue_db": QueueDatabase(url=db_url)},
         run_config=dg.RunConfig(
-            ops={"queue_test_notification": test_notification.SampleNotificationConfig(to="+250788999001")}
+            ops={"queue_test_notification": probe_message.SampleNotificationConfig(to="+250788999001")}
         ),
     )
     notification_id = result.output_for_node("queue_test_notification")

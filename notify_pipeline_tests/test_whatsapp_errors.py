@@ -1,12 +1,19 @@
-"""The error-code table: one test per retry class, and the runbook's four wrong rows corrected.
-Pure unit tests (no server)."""
+"""The error-code table: one test per retry class, and the runbook's four wrong rows corrected;
+the special treatments of codes (columns of the table) and the database's copies of them. Unit
+tests, but for the last ones, which read the migrated database's functions."""
 
 from __future__ import annotations
 
+import re
+
+import psycopg
 import pytest
 
+from notify_pipeline.engine.policy import WINDOW_CODE
+from notify_pipeline.reporting.alerts.readings import META_PAIR_LIMIT
+from notify_pipeline.reporting.figures import FILTERED_CODES
 from notify_pipeline.whatsapp.client import parse_error, parse_send_response
-from notify_pipeline.whatsapp.errors import CODES, ErrorClass, classify, describe, lookup
+from notify_pipeline.whatsapp.errors import CODES, ErrorClass, classify, codes_with, describe, lookup
 
 
 @pytest.mark.parametrize(
@@ -119,3 +126,69 @@ def test_success_body_gives_wamid_wa_id_and_pacing_status() -> None:
     result = parse_send_response(200, body, 0.02)
     assert result.ok
     assert (result.wamid, result.wa_id, result.message_status) == ("wamid.HBgL", "16505551234", "accepted")
+
+
+# -- special treatments: columns of the table, and the SQL's copies of them --------------------
+
+
+def test_each_special_treatment_names_the_codes_meta_gives_it() -> None:
+    assert codes_with(lambda e: e.holds_template) == ("132015", "132016")
+    assert codes_with(lambda e: e.pair_limit) == ("131056",) == (META_PAIR_LIMIT,)
+    assert codes_with(lambda e: e.filtered) == ("131050",)
+    assert codes_with(lambda e: e.requeued_late) == ("131049",)
+    assert WINDOW_CODE == "131047"
+    assert FILTERED_CODES == ("opted_out", "marketing_opted_out", "131050")
+
+
+def test_special_treatments_fit_the_class_of_their_codes() -> None:
+    for entry in CODES.values():
+        if entry.holds_template:
+            assert entry.error_class is ErrorClass.TEMPLATE
+        if entry.pair_limit or entry.requeued_late:
+            # Deferred, and bounded: the trigger of 0009 takes requeued_late's bound as its argument.
+            assert entry.error_class is ErrorClass.THROTTLED and entry.max_deferrals is not None
+        if entry.filtered:
+            assert entry.error_class is ErrorClass.PERMANENT and entry.never_retry
+
+
+def _function(conn: psycopg.Connection, name: str) -> str:
+    return conn.execute("SELECT pg_get_functiondef(%s::regproc)", (name,)).fetchone()[0]
+
+
+def _trigger(conn: psycopg.Connection, name: str) -> str:
+    return conn.execute(
+        "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = %s AND NOT tgisinternal", (name,)
+    ).fetchone()[0]
+
+
+def test_the_counters_filter_the_codes_figures_filter(db) -> None:
+    # notify_outcome_counter (0008) counts a failed or cancelled row with these codes as filtered.
+    sql = _function(db, "notify_outcome_counter")
+    lists = re.findall(
+        r"p_code IN \(([^)]*)\) THEN (?:'filtered'|jsonb_build_object\(\s*'domain', p_domain, 'reason')", sql
+    )
+    assert len(lists) == 2
+    for found in lists:
+        assert tuple(re.findall(r"'([^']*)'", found)) == FILTERED_CODES
+
+
+def test_the_late_requeue_trigger_takes_the_tables_codes_and_bound(db) -> None:
+    (code,) = codes_with(lambda e: e.requeued_late)
+    trigger = _trigger(db, "notifications_late_marketing_cap")
+    assert re.findall(r"last_error_code = '(\w+)'", trigger) == [code]
+    bound = re.search(r"EXECUTE FUNCTION notifications_late_marketing_cap\('(\d+)'\)", trigger).group(1)
+    assert int(bound) == CODES[int(code)].max_deferrals
+    body = _function(db, "notifications_late_marketing_cap")
+    assert set(re.findall(r"\b\d{6}\b", body)) == {code}
+
+
+def test_every_meta_code_the_database_names_is_a_treatment_of_the_table(db) -> None:
+    """A code written into SQL is a special case: it must be one the table says the SQL treats."""
+    treated = set(codes_with(lambda e: e.filtered or e.requeued_late))
+    definitions = db.execute(
+        "SELECT pg_get_functiondef(p.oid) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = 'public' AND p.prokind = 'f' "
+        "UNION ALL SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal"
+    ).fetchall()
+    quoted = {code for (text,) in definitions for code in re.findall(r"'\{?\(?(\d{6})\b", text)}
+    assert {code for code in quoted if int(code) in CODES} == treated

@@ -98,8 +98,8 @@ DATABASE_FAULTS = frozenset({StopReason.DB_ERROR, StopReason.LOST_LOCK})
 
 @dataclass(frozen=True)
 class DrainConfig:
-    batch_size: int = 200
-    concurrency: int = 64
+    batch_size: int = int(BATCH_SIZE.default)
+    concurrency: int = int(CONCURRENCY.default)
     # The time budget of a bounded drain, or the lifetime of a serving one (counted from the moment
     # it holds the sender lock).
     max_seconds: float = 50.0
@@ -109,7 +109,7 @@ class DrainConfig:
     lease_s: float = 900.0
     # Meta's throughput tier of the sender phone number (msg/s); the drain paces a margin under it
     # and slower after a 130429 (`pacing`, engine/pacing.py). None: no limit on our side.
-    throughput_per_s: float | None = 80.0
+    throughput_per_s: float | None = THROUGHPUT_PER_S.default
     pacing: PacingRule = field(default_factory=PacingRule)
     pair_per_s: float | None = 1 / 6  # per recipient; None: no limit on our side
     pair_burst: int = 40

@@ -3,10 +3,11 @@
 The error class comes from the code table (whatsapp/errors.py): transient errors use up an
 attempt and back off with full jitter up to the template's retry policy (a request that may have
 reached Meta, `timeout_ambiguous`, included); a request that never left (`connection`) and
-throttling defer without using an attempt; a paused or disabled template (132015, 132016) holds
-the row; permanent, template and 24-hour window errors fail at once; auth and account errors give
-the row back untouched and stop the run (a Halt). During an API outage (the circuit breaker,
-engine/breaker.py) an outage answer defers its row without an attempt (`outage_deferral`).
+throttling defer without using an attempt; a paused or disabled template (the table's
+`holds_template`: 132015, 132016) holds the row; permanent, template and 24-hour window errors
+fail at once; auth and account errors give the row back untouched and stop the run (a Halt).
+During an API outage (the circuit breaker, engine/breaker.py) an outage answer defers its row
+without an attempt (`outage_deferral`).
 
 A send that got no usable answer (AWAITS_RECEIPT: a timeout after the request left, a gateway's
 502 or 504, a 200 without a message id) may have reached Meta. Its row is not sent again at once:
@@ -15,9 +16,10 @@ sent (receipts/reconcile.py); only with none by then is it retried. Its label in
 what the receipts look for.
 
 Each wait grows with the row's deferrals of its own cause (notifications.deferrals, counted per
-reason by the database as deferrals are written back): 131056 waits 4^X s with X the row's
-pair-limit hits, whatever quiet hours or holds deferred it before. A throttling code is deferred at
-most the code table's `max_deferrals` times per row; the next one fails the row, saying so.
+reason by the database as deferrals are written back): the pair limit (the table's `pair_limit`:
+131056) waits 4^X s with X the row's pair-limit hits, whatever quiet hours or holds deferred it
+before. A throttling code is deferred at most the code table's `max_deferrals` times per row; the
+next one fails the row, saying so.
 """
 
 from __future__ import annotations
@@ -38,14 +40,13 @@ from notify_pipeline.engine.backoff import (
 )
 from notify_pipeline.engine.policy import PolicyConfig, max_deferrals
 from notify_pipeline.engine.store import Outcome
-from notify_pipeline.whatsapp.errors import ErrorClass
+from notify_pipeline.whatsapp.errors import ErrorClass, lookup
 from notify_pipeline.whatsapp.results import ApiError, SendResult
 
 # Labels (ApiError.label) of answers after which Meta may hold the message without our knowing its id.
 AWAITS_RECEIPT = ("timeout_ambiguous", "http_502", "http_504", "bad_response")
 THROTTLE_BASE_S = 2.0
 THROTTLE_CAP_S = 600.0
-TEMPLATE_HOLD_CODES = (132015, 132016)  # paused or disabled at Meta: hold, as a PAUSED status does
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,7 @@ def _after_send(
             text + note,
             code,
         )
+    entry = lookup(error.code)
     if error.error_class is ErrorClass.THROTTLED:
         hits = deferrals_of(row, code)
         bound = max_deferrals(error.code, deferral_limits) if error.code is not None else None
@@ -216,14 +218,14 @@ def _after_send(
                 f"Gave up after {hits} deferral(s) for {code}, the most allowed for it "
                 f"(max_deferrals {bound}): {text}",
             )
-        if error.code == 131056:
+        if entry is not None and entry.pair_limit:
             delay = pair_limit_delay(hits)
         else:
             ceiling = capped_growth(THROTTLE_BASE_S, 2, hits, THROTTLE_CAP_S)
             delay = (rng or random).uniform(ceiling / 2, ceiling)
         delay = max(delay, error.min_retry_delay_s or 0.0)
         return deferred(row, _later(now, delay), code, f"Throttled by Meta, retrying later: {text}")
-    if error.code in TEMPLATE_HOLD_CODES:
+    if entry is not None and entry.holds_template:  # paused or disabled at Meta: held as PAUSED holds
         held = deferred(
             row, _later(now, template_hold_s), "template_paused", f"Template held, Meta refused it: {text}"
         )

@@ -23,7 +23,7 @@ from notify_pipeline.engine.quiet_hours import quiet_until
 from notify_pipeline.engine.row_json import UNREADABLE
 from notify_pipeline.engine.store import Contact
 from notify_pipeline.redact import scrub
-from notify_pipeline.whatsapp.errors import CODES, ErrorClass
+from notify_pipeline.whatsapp.errors import CODES, ErrorClass, the_code
 from notify_pipeline.whatsapp.messages import send_request
 from notify_pipeline.whatsapp.templates import (
     TemplateDefinitionError,
@@ -37,7 +37,9 @@ Action = Literal["send", "defer", "fail"]
 HOLD_STATUSES = {"PAUSED", "IN_APPEAL", "FLAGGED", "LIMIT_EXCEEDED"}
 # Meta's customer-service window: free-form text only within 24 h of the contact's last message.
 SERVICE_WINDOW = timedelta(hours=24)
-WINDOW_CODE = "131047"
+# What Meta answers a free-form text outside it with (131047): the code table's one code of the
+# OUTSIDE_WINDOW class; a refusal on our side records the same code.
+WINDOW_CODE = the_code(lambda entry: entry.error_class is ErrorClass.OUTSIDE_WINDOW)
 # Overrides of the code table's bounds on deferrals, e.g. "131048=5,130429=200".
 MAX_DEFERRALS_ENV = "NOTIFY_MAX_DEFERRALS"
 

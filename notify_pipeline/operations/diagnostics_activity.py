@@ -10,15 +10,7 @@ import psycopg
 from notify_pipeline import settings
 from notify_pipeline.engine.policy import PolicyConfig
 from notify_pipeline.engine.reasons import meaning
-from notify_pipeline.operations.diagnostics_base import (
-    SINCE,
-    DiagnosticsError,
-    Report,
-    Table,
-    check_hours,
-    check_limit,
-    fetch,
-)
+from notify_pipeline.operations import diagnostics_base as base
 from notify_pipeline.redact import mask_text
 from notify_pipeline.reporting import figures
 
@@ -54,7 +46,7 @@ LIMIT %(limit)s
 
 def quiet_hours_violations(
     conn: psycopg.Connection, hours: float = 24.0, limit: int = 50, policy: PolicyConfig | None = None
-) -> Report:
+) -> base.Report:
     """Notifications sent during the contact's own quiet hours, in the contact's own zone.
 
     The runbook's check (`EXTRACT(HOUR ...) BETWEEN 22 AND 6` in Kigali) is never true and uses one
@@ -64,12 +56,12 @@ def quiet_hours_violations(
     """
     config = policy or PolicyConfig()
     start, end = config.default_quiet_hours or (None, None)
-    found = fetch(
+    found = base.fetch(
         conn,
         _QUIET_SQL,
         {
-            "hours": check_hours(hours),
-            "limit": check_limit(limit),
+            "hours": base.check_hours(hours),
+            "limit": base.check_limit(limit),
             "exempt": sorted(config.exempt_categories),
             "zone": config.default_timezone,
             "start": start,
@@ -105,52 +97,56 @@ def quiet_hours_violations(
         "exempt_template",
         "allowed",
     )
-    return Report(
-        "quiet_hours_violations", "Sent during quiet hours", (Table("", columns, rows),), tuple(notes)
+    return base.Report(
+        "quiet_hours_violations", "Sent during quiet hours", (base.Table("", columns, rows),), tuple(notes)
     )
 
 
-def top_recipients(conn: psycopg.Connection, hours: float = 24.0, limit: int = 10) -> Report:
+def top_recipients(conn: psycopg.Connection, hours: float = 24.0, limit: int = 10) -> base.Report:
     """Recipients with the most notifications created in the window (runbook: Top 10 recipients);
     failed as reporting/figures.py defines it (an opt-out or a stop hold is not a failure)."""
-    rows = fetch(
+    rows = base.fetch(
         conn,
         "SELECT notify_mask_wa_id(n.to_wa_id) AS recipient, count(*) AS total, "
         f"count(*) FILTER (WHERE n.status = 'sent') AS sent, count(*) FILTER (WHERE {figures.failed_sql('n')}) AS failed, "
         "count(*) FILTER (WHERE n.status = 'queued') AS queued, coalesce(bool_or(cp.opted_out), false) AS opted_out, "
         "max(n.created_at) AS last_at FROM notifications n "
         "LEFT JOIN contact_preferences cp ON cp.wa_id = n.to_wa_id "
-        f"WHERE n.{SINCE} GROUP BY n.to_wa_id ORDER BY total DESC, last_at DESC LIMIT %(limit)s",
-        {"hours": check_hours(hours), "limit": check_limit(limit)},
+        f"WHERE n.{base.SINCE} GROUP BY n.to_wa_id ORDER BY total DESC, last_at DESC LIMIT %(limit)s",
+        {"hours": base.check_hours(hours), "limit": base.check_limit(limit)},
     )
     columns = ("recipient", "total", "sent", "failed", "queued", "opted_out", "last_at")
-    return Report("top_recipients", "Top recipients", (Table("", columns, rows),), (f"last {hours:g} h",))
+    return base.Report(
+        "top_recipients", "Top recipients", (base.Table("", columns, rows),), (f"last {hours:g} h",)
+    )
 
 
 FAILED = figures.failed_sql()
 
 
-def by_hour(conn: psycopg.Connection, hours: float = 168.0, timezone: str | None = None) -> Report:
+def by_hour(conn: psycopg.Connection, hours: float = 168.0, timezone: str | None = None) -> base.Report:
     """Notifications created per local hour of day in the report time zone, with the success rate
     sent / (sent + failed): rows still queued are counted but not judged."""
     zone = timezone or settings.report_timezone()
     if not conn.execute("SELECT notify_is_valid_timezone(%s)", (zone,)).fetchone()[0]:
-        raise DiagnosticsError(f"report time zone {zone!r} is not an IANA zone name such as Africa/Kigali")
-    rows = fetch(
+        raise base.DiagnosticsError(
+            f"report time zone {zone!r} is not an IANA zone name such as Africa/Kigali"
+        )
+    rows = base.fetch(
         conn,
         "SELECT extract(hour FROM created_at AT TIME ZONE %(zone)s)::int AS hour, count(*) AS total, "
         f"count(*) FILTER (WHERE status = 'sent') AS sent, count(*) FILTER (WHERE {FAILED}) AS failed, "
         "count(*) FILTER (WHERE status = 'queued') AS queued, round(100.0 * count(*) FILTER (WHERE status = "
         f"'sent') / nullif(count(*) FILTER (WHERE status = 'sent' OR {FAILED}), 0), 1)::float8 AS success_pct "
-        f"FROM notifications WHERE {SINCE} GROUP BY 1 ORDER BY 1",
-        {"zone": zone, "hours": check_hours(hours)},
+        f"FROM notifications WHERE {base.SINCE} GROUP BY 1 ORDER BY 1",
+        {"zone": zone, "hours": base.check_hours(hours)},
     )
     columns = ("hour", "total", "sent", "failed", "queued", "success_pct")
     note = (
         f"local hours in {zone}, last {hours:g} h; success = sent / (sent + failed), failed as the README's "
         "Figures define it (opt-outs, emergency-stop holds and expired rows are not failures)"
     )
-    return Report("by_hour", "Notifications by hour of day", (Table("", columns, rows),), (note,))
+    return base.Report("by_hour", "Notifications by hour of day", (base.Table("", columns, rows),), (note,))
 
 
 _SHOWN = {"actor", "from_status", "to_status", "worker", "error_code", "error_message"}
@@ -175,11 +171,11 @@ def _event(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def trail(conn: psycopg.Connection, correlation_id: str) -> Report:
+def trail(conn: psycopg.Connection, correlation_id: str) -> base.Report:
     """Every notification of a correlation id and its audit events in order (runbook: Audit trail),
     with the audit details spelled out: actor, status change, worker, error code and message."""
     cid = (correlation_id or "").strip()
-    notifications = fetch(
+    notifications = base.fetch(
         conn,
         "SELECT id, status, notify_mask_wa_id(to_wa_id) AS recipient, coalesce(template_name, notification_type) "
         "AS template, domain, created_at, sent_at, retry_count, deferral_count, last_error_code AS code "
@@ -187,15 +183,15 @@ def trail(conn: psycopg.Connection, correlation_id: str) -> Report:
         (cid,),
     )
     if not notifications:
-        raise DiagnosticsError(f"unknown correlation id {cid!r}: no notification carries it")
-    events = fetch(
+        raise base.DiagnosticsError(f"unknown correlation id {cid!r}: no notification carries it")
+    events = base.fetch(
         conn,
         "SELECT a.notification_id, a.created_at, a.event_type, a.details FROM notification_audit_log a "
         "JOIN notifications n ON n.id = a.notification_id WHERE n.correlation_id = %s ORDER BY a.created_at, a.id",
         (cid,),
     )
     tables = (
-        Table(
+        base.Table(
             "",
             (
                 "id",
@@ -211,7 +207,7 @@ def trail(conn: psycopg.Connection, correlation_id: str) -> Report:
             ),
             notifications,
         ),
-        Table(
+        base.Table(
             "Events, oldest first",
             (
                 "at",
@@ -228,4 +224,4 @@ def trail(conn: psycopg.Connection, correlation_id: str) -> Report:
             [_event(e) for e in events],
         ),
     )
-    return Report("trail", f"Audit trail of {cid}", tables, (f"{len(events)} events",))
+    return base.Report("trail", f"Audit trail of {cid}", tables, (f"{len(events)} events",))

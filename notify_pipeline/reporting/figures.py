@@ -22,7 +22,7 @@ Outcomes, for the rows created in a window (created_at: see WINDOW below):
   later through a status webhook: a late failure) or the engine's refusal of a message that should
   have gone out (bad payload, unusable template, template parameters Meta would refuse);
 - filtered: failed because the contact said no (FILTERED_CODES: opted out, stopped marketing, by
-  our contact preferences or by Meta's 131050);
+  our contact preferences or by Meta's answer, the code table's `filtered` codes);
 - held: failed by an emergency stop (HELD_CODES), queued again by `resume`;
 - expired: past its expires_at before it could be sent (EXPIRED_CODES);
 - queued: not finished yet.
@@ -41,6 +41,7 @@ import psycopg
 
 from notify_pipeline.engine.drain_config import DrainConfig
 from notify_pipeline.engine.operations import EMERGENCY_STOP_CODE
+from notify_pipeline.whatsapp.errors import codes_with
 
 # The claim lease of the engine: a claim older than this belongs to a dead worker.
 LEASE_S: float = DrainConfig.lease_s
@@ -52,10 +53,11 @@ OUTCOMES = (SENT, FAILED, FILTERED, HELD, EXPIRED, QUEUED)
 # last_error_code values of 'failed' rows that are not delivery failures: the message was not sent
 # by choice (the contact's wish, an operator's stop, a message too late to matter), nothing an
 # operator fixes by retrying. Filtered is the contact's no, whoever enforced it: our opt-out and
-# marketing opt-out, and Meta's 131050 (the user stopped marketing messages; the code table says to
-# treat it as an opt-out). Every other failed row counts as failed, the engine's template and
-# payload refusals included: those messages should have gone out and did not.
-FILTERED_CODES: tuple[str, ...] = ("opted_out", "marketing_opted_out", "131050")
+# marketing opt-out, and Meta's codes the code table marks `filtered` (131050: the user stopped
+# marketing messages). Every other failed row counts as failed, the engine's template and payload
+# refusals included: those messages should have gone out and did not. The counters (migration 0008)
+# hold the same list in SQL; test_whatsapp_errors.py keeps the two equal.
+FILTERED_CODES: tuple[str, ...] = ("opted_out", "marketing_opted_out", *codes_with(lambda e: e.filtered))
 HELD_CODES: tuple[str, ...] = (EMERGENCY_STOP_CODE,)
 EXPIRED_CODES: tuple[str, ...] = ("expired",)
 NOT_DELIVERY_FAILURES: tuple[str, ...] = FILTERED_CODES + HELD_CODES + EXPIRED_CODES

@@ -2,12 +2,17 @@
 
 This table is the single source of truth for error codes in the product: the client classifies
 with it, the emulator answers with its HTTP statuses, and diagnostics and alerts explain codes
-from it. Meanings follow Meta's error-code reference; the operations runbook's table (131000,
-131047, 135000, 132000) is wrong and is not used.
+from it. A code that gets a treatment of its own (a held template, the pair limit's back-off, a
+filtered outcome, a late re-queue) says so in a column here, and every place that treats it reads
+the column (`codes_with`); the one code of the OUTSIDE_WINDOW class is the 24-hour window's. The
+database's copies (migrations 0008 and 0009) are kept equal to the table by a test. Meanings
+follow Meta's error-code reference; the operations runbook's table (131000, 131047, 135000,
+132000) is wrong and is not used.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -45,6 +50,18 @@ class MetaError:
     # Meta says never send this again as it is (a user's choice or block): `retry-failed` leaves
     # such rows alone unless told --include-permanent.
     never_retry: bool = False
+    # Meta paused or disabled the template: the row is held (deferred, no attempt used) as a PAUSED
+    # status holds it, and the template is marked paused (engine/outcomes.py, engine/store.py).
+    holds_template: bool = False
+    # The pair rate limit (one recipient messaged too often): waits 4^X s, X the row's own hits
+    # (engine/backoff.py); its deferrals point the throttling alert at hot recipients.
+    pair_limit: bool = False
+    # The contact's no, given at Meta: a failed row counted as filtered, not failed
+    # (reporting/figures.py; the counters of migration 0008).
+    filtered: bool = False
+    # Refused after acceptance (a status webhook) for a MARKETING template: the row is queued again
+    # 24 hours on, at most max_deferrals times (the trigger of migration 0009).
+    requeued_late: bool = False
 
 
 T, R, P, A, W, TP, AC = (
@@ -103,6 +120,7 @@ _TABLE: tuple[MetaError, ...] = (
         400,
         1,
         12,
+        pair_limit=True,
     ),
     MetaError(
         131064,
@@ -211,6 +229,7 @@ _TABLE: tuple[MetaError, ...] = (
         400,
         86400,
         1,
+        requeued_late=True,
     ),
     MetaError(
         131050,
@@ -218,6 +237,7 @@ _TABLE: tuple[MetaError, ...] = (
         P,
         "Never retry; treat as an opt-out from marketing.",
         never_retry=True,
+        filtered=True,
     ),
     MetaError(131051, "Unsupported message type", P, "Use a supported message type."),
     MetaError(131052, "Could not download media sent by the user", P, "Ask the user to resend the media."),
@@ -252,9 +272,14 @@ _TABLE: tuple[MetaError, ...] = (
         "Template is paused for low quality",
         TP,
         "Improve the template or wait until Meta reinstates it; held rows go out after.",
+        holds_template=True,
     ),
     MetaError(
-        132016, "Template is disabled permanently", TP, "Create a new template; this one cannot be used."
+        132016,
+        "Template is disabled permanently",
+        TP,
+        "Create a new template; this one cannot be used.",
+        holds_template=True,
     ),
     MetaError(132018, "Template parameters failed validation", TP, "Fix the template parameters."),
 )
@@ -300,14 +325,26 @@ def describe(code: int | str | None) -> str:
     return f"{entry.code} {entry.title} ({entry.error_class}): {entry.fix}"
 
 
+def codes_with(treated: Callable[[MetaError], bool]) -> tuple[str, ...]:
+    """The codes whose entry `treated` picks, as stored in last_error_code, in the table's order:
+    e.g. `codes_with(lambda e: e.filtered)`."""
+    return tuple(str(code) for code, entry in CODES.items() if treated(entry))
+
+
+def the_code(treated: Callable[[MetaError], bool]) -> str:
+    """The one code `treated` picks (a treatment the product gives to a single code)."""
+    (code,) = codes_with(treated)
+    return code
+
+
 def throttling_codes() -> tuple[str, ...]:
     """Meta's rate-limit codes as stored in last_error_code (the throttling alert and metrics)."""
-    return tuple(str(code) for code, entry in CODES.items() if entry.error_class is ErrorClass.THROTTLED)
+    return codes_with(lambda entry: entry.error_class is ErrorClass.THROTTLED)
 
 
 def never_retry_codes() -> tuple[str, ...]:
     """Codes, as stored in last_error_code, that `retry-failed` leaves alone by default."""
-    return tuple(str(code) for code, entry in CODES.items() if entry.never_retry)
+    return codes_with(lambda entry: entry.never_retry)
 
 
 def markdown_table() -> str:

@@ -8,6 +8,7 @@ UI shows the values in use under Deployment > Resources > alert_thresholds.
 
 import dataclasses
 import os
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -60,68 +61,47 @@ class AlertSink(dg.ConfigurableResource):
         url = self.webhook_url()
         if not url:
             return RecordOnly(f"{self.webhook_url_env} is not set")
-        return WebhookSink(
-            url,
-            timeout_s=self.timeout_s,
-            retries=self.retries,
-            backoff_s=self.backoff_s,
-            budget_s=self.budget_s,
-        )
+        return WebhookSink(url, **self._retrying())
 
     def pager(self) -> PagerDuty | None:
         key = self.routing_key()
         if not key:
             return None
-        return PagerDuty(
-            key,
-            events_url=os.environ.get(self.pagerduty_events_url_env, "").strip() or DEFAULT_EVENTS_URL,
-            timeout_s=self.timeout_s,
-            retries=self.retries,
-            backoff_s=self.backoff_s,
-            budget_s=self.budget_s,
-        )
+        events_url = os.environ.get(self.pagerduty_events_url_env, "").strip() or DEFAULT_EVENTS_URL
+        return PagerDuty(key, events_url=events_url, **self._retrying())
+
+    def _retrying(self) -> dict[str, float]:
+        # Both channels deliver with the same settings (sink.Retrying).
+        return {name: getattr(self, name) for name in ("timeout_s", "retries", "backoff_s", "budget_s")}
+
+
+def _default(name: str, description: str, **bounds: float) -> Any:
+    # A threshold field whose default is the runbook's number of the same name (thresholds.DEFAULTS).
+    return Field(default=getattr(DEFAULTS, name), description=description, **bounds)
 
 
 class AlertThresholds(dg.ConfigurableResource):
     """Alert thresholds; each defaults to notify_pipeline.thresholds.DEFAULTS (the runbook's numbers)."""
 
-    queue_depth: int = Field(
-        default=DEFAULTS.queue_depth, ge=0, description="Due notifications above this ..."
+    queue_depth: int = _default("queue_depth", "Due notifications above this ...", ge=0)
+    queue_depth_for_s: float = _default("queue_depth_for_s", "... for this long.", ge=0)
+    oldest_queued_s: float = _default("oldest_queued_s", "Oldest due row's wait.", gt=0)
+    failure_rate: float = _default("failure_rate", "failed / (sent + failed).", ge=0, le=1)
+    failure_rate_window_s: float = _default("failure_rate_window_s", "Its window.", gt=0)
+    failure_rate_min_volume: int = _default(
+        "failure_rate_min_volume", "Fewer finished rows: no verdict.", ge=1
     )
-    queue_depth_for_s: float = Field(
-        default=DEFAULTS.queue_depth_for_s, ge=0, description="... for this long."
+    worker_silence_s: float = _default("worker_silence_s", "No worker start for.", gt=0)
+    opt_outs_per_hour: int = _default("opt_outs_per_hour", "Opt-outs in an hour.", ge=0)
+    throttled_per_minute: int = _default("throttled_per_minute", "Meta rate-limit errors in a minute.", ge=0)
+    no_receipts_window_s: float = _default("no_receipts_window_s", "No status webhook for ...", gt=0)
+    no_receipts_grace_s: float = _default(
+        "no_receipts_grace_s", "... sends younger than this not counted.", ge=0
     )
-    oldest_queued_s: float = Field(
-        default=DEFAULTS.oldest_queued_s, gt=0, description="Oldest due row's wait."
+    no_receipts_min_sent: int = _default(
+        "no_receipts_min_sent", "Fewer sends awaiting a status: no verdict.", ge=1
     )
-    failure_rate: float = Field(
-        default=DEFAULTS.failure_rate, ge=0, le=1, description="failed / (sent + failed)."
-    )
-    failure_rate_window_s: float = Field(
-        default=DEFAULTS.failure_rate_window_s, gt=0, description="Its window."
-    )
-    failure_rate_min_volume: int = Field(
-        default=DEFAULTS.failure_rate_min_volume, ge=1, description="Fewer finished rows: no verdict."
-    )
-    worker_silence_s: float = Field(
-        default=DEFAULTS.worker_silence_s, gt=0, description="No worker start for."
-    )
-    opt_outs_per_hour: int = Field(
-        default=DEFAULTS.opt_outs_per_hour, ge=0, description="Opt-outs in an hour."
-    )
-    throttled_per_minute: int = Field(
-        default=DEFAULTS.throttled_per_minute, ge=0, description="Meta rate-limit errors in a minute."
-    )
-    no_receipts_window_s: float = Field(
-        default=DEFAULTS.no_receipts_window_s, gt=0, description="No status webhook for ..."
-    )
-    no_receipts_grace_s: float = Field(
-        default=DEFAULTS.no_receipts_grace_s, ge=0, description="... sends younger than this not counted."
-    )
-    no_receipts_min_sent: int = Field(
-        default=DEFAULTS.no_receipts_min_sent, ge=1, description="Fewer sends awaiting a status: no verdict."
-    )
-    alert_repeat_s: float = Field(default=DEFAULTS.alert_repeat_s, gt=0, description="Reminder cadence.")
+    alert_repeat_s: float = _default("alert_repeat_s", "Reminder cadence.", gt=0)
     worker_start_grace_s: float = Field(
         default=120.0,
         ge=0,

@@ -1,7 +1,12 @@
 """Contact jobs: opt out, opt in, set quiet hours / time zone, bulk defaults. Thin ops over
 notify_pipeline.operations.contacts; an operator's mistake fails the run with one readable sentence."""
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import dagster as dg
+import psycopg
 from pydantic import Field
 
 from notify_pipeline.defs.resources import QueueDatabase
@@ -12,47 +17,70 @@ def _actor(context: dg.OpExecutionContext) -> str:
     return f"{context.job_name}:{context.run_id[:8]}"
 
 
+@contextmanager
+def _refusals_fail_the_run() -> Iterator[None]:
+    """An operator's mistake (a ContactError) fails the run with its one readable sentence."""
+    try:
+        yield
+    except contacts.ContactError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+
+
+@contextmanager
+def _window_change(
+    context: dg.OpExecutionContext, config: Any, queue_db: QueueDatabase
+) -> Iterator[tuple[psycopg.Connection, Any]]:
+    """The quiet-hours window the config gives (quiet_hours_start, quiet_hours_end), checked before
+    any connection is opened, and a connection to write it with; a ContactError fails the run."""
+    with _refusals_fail_the_run():
+        window = contacts.quiet_hours(config.quiet_hours_start, config.quiet_hours_end)
+        with queue_db.connection(actor=_actor(context)) as conn:
+            yield conn, window
+
+
 class ContactChangeConfig(dg.Config):
     wa_id: str = Field(description="The contact's number with its country code, e.g. +250788123456.")
     reason: str = Field(default="operator_request", description="Why: recorded with the change.")
 
 
-@dg.op
-def opt_out_contact(
-    context: dg.OpExecutionContext, config: ContactChangeConfig, queue_db: QueueDatabase
-) -> int:
-    """Opt the contact out and cancel their waiting notifications (audited by the database)."""
-    with queue_db.connection(actor=_actor(context)) as conn:
-        try:
-            cancelled = contacts.opt_out(conn, config.wa_id, config.reason)
-        except contacts.ContactError as exc:
-            raise dg.Failure(description=str(exc)) from exc
-    context.add_output_metadata({"cancelled": cancelled})
-    return cancelled
+def _contact_change_job(
+    name: str,
+    change: Callable[[psycopg.Connection, str, str], Any],
+    output: tuple[str, type],
+    does: str,
+    job_description: str,
+) -> dg.JobDefinition:
+    """The op `name` (one contact's opt-out or opt-in: `change(conn, wa_id, reason)`, its result the
+    op's output and, under output[0], its metadata) and its job `<name>_job`."""
+
+    @dg.op(name=name, description=does, out=dg.Out(output[1]))
+    def change_contact(context: dg.OpExecutionContext, config: ContactChangeConfig, queue_db: QueueDatabase):
+        with queue_db.connection(actor=_actor(context)) as conn, _refusals_fail_the_run():
+            result = change(conn, config.wa_id, config.reason)
+        context.add_output_metadata({output[0]: result})
+        return result
+
+    @dg.job(name=f"{name}_job", description=job_description)
+    def job() -> None:
+        change_contact()
+
+    return job
 
 
-@dg.job(description="Opt a contact out (mark_opted_out) and cancel their waiting notifications.")
-def opt_out_contact_job() -> None:
-    opt_out_contact()
-
-
-@dg.op
-def opt_in_contact(
-    context: dg.OpExecutionContext, config: ContactChangeConfig, queue_db: QueueDatabase
-) -> bool:
-    """Opt the contact back in; what the opt-out cancelled stays cancelled."""
-    with queue_db.connection(actor=_actor(context)) as conn:
-        try:
-            was_out = contacts.opt_in(conn, config.wa_id, config.reason)
-        except contacts.ContactError as exc:
-            raise dg.Failure(description=str(exc)) from exc
-    context.add_output_metadata({"was_opted_out": was_out})
-    return was_out
-
-
-@dg.job(description="Opt a contact back in (mark_opted_in).")
-def opt_in_contact_job() -> None:
-    opt_in_contact()
+opt_out_contact_job = _contact_change_job(
+    "opt_out_contact",
+    contacts.opt_out,
+    ("cancelled", int),
+    "Opt the contact out and cancel their waiting notifications (audited by the database).",
+    "Opt a contact out (mark_opted_out) and cancel their waiting notifications.",
+)
+opt_in_contact_job = _contact_change_job(
+    "opt_in_contact",
+    contacts.opt_in,
+    ("was_opted_out", bool),
+    "Opt the contact back in; what the opt-out cancelled stays cancelled.",
+    "Opt a contact back in (mark_opted_in).",
+)
 
 
 class SetPreferencesConfig(dg.Config):
@@ -67,14 +95,10 @@ def set_contact_preferences(
     context: dg.OpExecutionContext, config: SetPreferencesConfig, queue_db: QueueDatabase
 ) -> dict:
     """Set an existing contact's quiet hours and/or time zone, validated before any write."""
-    try:
-        window = contacts.quiet_hours(config.quiet_hours_start, config.quiet_hours_end)
-        with queue_db.connection(actor=_actor(context)) as conn:
-            prefs = contacts.set_preferences(
-                conn, config.wa_id, _actor(context), window=window, timezone=config.timezone
-            )
-    except contacts.ContactError as exc:
-        raise dg.Failure(description=str(exc)) from exc
+    with _window_change(context, config, queue_db) as (conn, window):
+        prefs = contacts.set_preferences(
+            conn, config.wa_id, _actor(context), window=window, timezone=config.timezone
+        )
     summary = {"quiet_hours": contacts.window_text(prefs), "timezone": prefs.timezone}
     context.add_output_metadata(summary)
     return summary
@@ -98,20 +122,16 @@ def apply_quiet_hours_defaults(
     context: dg.OpExecutionContext, config: BulkDefaultsConfig, queue_db: QueueDatabase
 ) -> int:
     """Give every recipient without preferences the default window and zone (a count when dry_run)."""
-    try:
-        window = contacts.quiet_hours(config.quiet_hours_start, config.quiet_hours_end)
+    with _window_change(context, config, queue_db) as (conn, window):
         assert window is not None
-        with queue_db.connection(actor=_actor(context)) as conn:
-            report = contacts.bulk_defaults(
-                conn,
-                _actor(context),
-                window=window,
-                timezone=config.timezone,
-                dry_run=config.dry_run,
-                batch_size=config.batch_size,
-            )
-    except contacts.ContactError as exc:
-        raise dg.Failure(description=str(exc)) from exc
+        report = contacts.bulk_defaults(
+            conn,
+            _actor(context),
+            window=window,
+            timezone=config.timezone,
+            dry_run=config.dry_run,
+            batch_size=config.batch_size,
+        )
     context.add_output_metadata(
         {
             "without_preferences": report.missing,

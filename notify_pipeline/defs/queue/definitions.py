@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from notify_pipeline.defs.queue import jobs, schedules, sensors, test_notification
+from notify_pipeline.defs.queue import jobs, probe_message, schedules, sensors
 
 defs = dg.Definitions(
     jobs=[
@@ -11,7 +11,7 @@ defs = dg.Definitions(
         jobs.retry_failed_job,
         jobs.emergency_stop_job,
         jobs.resume_job,
-        test_notification.send_test_notification_job,
+        probe_message.send_test_notification_job,
     ],
     schedules=[schedules.sweep_locks_schedule],
     sensors=[sensors.due_notifications_sensor],

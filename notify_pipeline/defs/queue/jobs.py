@@ -1,6 +1,7 @@
 """Queue jobs. Each op only wires resources and config to an engine function and reports metadata."""
 
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -9,7 +10,17 @@ from notify_pipeline import settings
 from notify_pipeline.defs.resources import QueueDatabase, WhatsAppCloudApi
 from notify_pipeline.engine import operations
 from notify_pipeline.engine.drain import run_drain
-from notify_pipeline.engine.drain_config import PLANNED_STOPS, DrainConfig, DrainReport, StopReason
+from notify_pipeline.engine.drain_config import (
+    BATCH_SIZE,
+    CONCURRENCY,
+    LIFETIME_MINUTES,
+    PLANNED_STOPS,
+    THROUGHPUT_PER_S,
+    DrainConfig,
+    DrainReport,
+    Setting,
+    StopReason,
+)
 
 # Run tag that dagster.yaml limits per value: the send runs of one sender phone number.
 SENDER_TAG = "notify/sender"
@@ -27,12 +38,31 @@ def sender_tags() -> dict[str, str]:
     return {SENDER_TAG: settings.sender_key()}
 
 
+def run_actor(context: dg.OpExecutionContext) -> str:
+    """Who the queue database records as changing rows: the job and its run."""
+    return f"{context.job_name}:{context.run_id[:8]}"
+
+
+def one_op_job(op: dg.OpDefinition, name: str, description: str, **options: Any) -> dg.JobDefinition:
+    """A job of one op, run in the launching process (no step subprocess): every queue job is one
+    engine call, most of them one short transaction."""
+
+    @dg.job(name=name, executor_def=dg.in_process_executor, description=description, **options)
+    def job() -> None:
+        op()
+
+    return job
+
+
+def _drain_setting(setting: Setting, description: str) -> Any:
+    # A run-config field with the drain setting's own default and range (engine/drain_config.py),
+    # the same as `notify-pipeline send` takes.
+    return Field(default=setting.default, ge=setting.low, le=setting.high, description=description)
+
+
 class SendConfig(dg.Config):
-    lifetime_minutes: float = Field(
-        default=120.0,
-        ge=1,
-        le=24 * 60,
-        description="How long the run serves before it ends and its successor takes over.",
+    lifetime_minutes: float = _drain_setting(
+        LIFETIME_MINUTES, "How long the run serves before it ends and its successor takes over."
     )
     lock_wait_minutes: float = Field(
         default=10.0,
@@ -40,13 +70,12 @@ class SendConfig(dg.Config):
         le=24 * 60,
         description="How long to wait for the sender's previous drain to let go of the sender lock.",
     )
-    batch_size: int = Field(default=200, ge=1, le=5000, description="Rows claimed per batch.")
-    concurrency: int = Field(default=64, ge=1, le=512, description="Requests in flight.")
-    throughput_per_s: float = Field(
-        default=80.0,
-        gt=0,
-        le=1000,
-        description="The sender number's throughput tier at Meta (80 by default, up to 1,000 msg/s); the drain paces a margin under it.",
+    batch_size: int = _drain_setting(BATCH_SIZE, "Rows claimed per batch.")
+    concurrency: int = _drain_setting(CONCURRENCY, "Requests in flight.")
+    throughput_per_s: float = _drain_setting(
+        THROUGHPUT_PER_S,
+        f"The sender number's throughput tier at Meta ({THROUGHPUT_PER_S.default:g} by default, up to "
+        f"{THROUGHPUT_PER_S.high:,g} msg/s); the drain paces a margin under it.",
     )
     trigger: str = Field(default="manual", description="Recorded in NOTIFY_WORKER_START/DONE.")
 
@@ -132,13 +161,13 @@ def _terminating(context: dg.OpExecutionContext) -> bool:
 
 def _failure_text(stopped_by: str, fault: str | None) -> str:
     what = fault or stopped_by
-    if stopped_by == "auth_error":
+    if stopped_by == StopReason.AUTH_ERROR:
         return (
             f"The Cloud API refused our credentials: {what}. Sending stopped and the sender is held, so "
             "no send run starts until it is lifted; the queue is intact. Refresh WHATSAPP_ACCESS_TOKEN, "
             "then `notify-pipeline resume --hold --reason ...` (or resume_job with hold: true)."
         )
-    if stopped_by == "account_error":
+    if stopped_by == StopReason.ACCOUNT_ERROR:
         return (
             f"Meta refused the business account or sender number: {what}. Sending stopped and the sender "
             "is held; the queue is intact. Fix the account in WhatsApp Manager, then `notify-pipeline "
@@ -160,14 +189,13 @@ def send_due_notifications(
     return serve_sender(context, queue_db, whatsapp, drain_config(config, context.run_id, context.log.info))
 
 
-@dg.job(
-    tags={"dagster/max_retries": "0"},
-    executor_def=dg.in_process_executor,
-    description="A long-lived send run for one sender: claims and sends as rows come due, "
+send_notifications_job = one_op_job(
+    send_due_notifications,
+    "send_notifications_job",
+    "A long-lived send run for one sender: claims and sends as rows come due, "
     "kept alive and handed over by due_notifications_sensor.",
+    tags={"dagster/max_retries": "0"},
 )
-def send_notifications_job() -> None:
-    send_due_notifications()
 
 
 class SweepConfig(dg.Config):
@@ -179,15 +207,15 @@ class SweepConfig(dg.Config):
 @dg.op
 def sweep_stale_locks(context: dg.OpExecutionContext, config: SweepConfig, queue_db: QueueDatabase) -> int:
     """Release claims whose worker died; each row becomes due at its own next_attempt_at."""
-    with queue_db.connection(actor=f"sweep_locks_job:{context.run_id[:8]}") as conn:
+    with queue_db.connection(actor=run_actor(context)) as conn:
         released = operations.sweep_locks(conn, timedelta(minutes=config.older_than_minutes))
     context.add_output_metadata({"released": released})
     return released
 
 
-@dg.job(executor_def=dg.in_process_executor, description="Release stale claims (older than the lease).")
-def sweep_locks_job() -> None:
-    sweep_stale_locks()
+sweep_locks_job = one_op_job(
+    sweep_stale_locks, "sweep_locks_job", "Release stale claims (older than the lease)."
+)
 
 
 class RetryFailedConfig(dg.Config):
@@ -219,7 +247,7 @@ def retry_failed_notifications(
         template=config.template,
         include_permanent=config.include_permanent,
     )
-    with queue_db.connection(actor=f"retry_failed_job:{context.run_id[:8]}") as conn:
+    with queue_db.connection(actor=run_actor(context)) as conn:
         result = operations.retry_failed(conn, selection, dry_run=config.dry_run)
     context.add_output_metadata(
         {
@@ -231,12 +259,11 @@ def retry_failed_notifications(
     return result.count
 
 
-@dg.job(
-    executor_def=dg.in_process_executor,
-    description="Re-queue failed notifications by time window, domain, error code or template.",
+retry_failed_job = one_op_job(
+    retry_failed_notifications,
+    "retry_failed_job",
+    "Re-queue failed notifications by time window, domain, error code or template.",
 )
-def retry_failed_job() -> None:
-    retry_failed_notifications()
 
 
 class StopConfig(dg.Config):
@@ -246,18 +273,15 @@ class StopConfig(dg.Config):
 @dg.op
 def stop_sending(context: dg.OpExecutionContext, config: StopConfig, queue_db: QueueDatabase) -> int:
     """Pause all sending and hold every waiting notification, marked so resume finds exactly them."""
-    with queue_db.connection(actor=f"emergency_stop_job:{context.run_id[:8]}") as conn:
-        stopped = operations.emergency_stop(conn, config.reason, actor=f"dagster:{context.run_id[:8]}")
+    with queue_db.connection(actor=run_actor(context)) as conn:
+        stopped = operations.emergency_stop(conn, config.reason, actor=_operator(context))
     context.add_output_metadata({"stopped": stopped})
     return stopped
 
 
-@dg.job(
-    executor_def=dg.in_process_executor,
-    description="Emergency stop: pause sending and hold every waiting notification.",
+emergency_stop_job = one_op_job(
+    stop_sending, "emergency_stop_job", "Emergency stop: pause sending and hold every waiting notification."
 )
-def emergency_stop_job() -> None:
-    stop_sending()
 
 
 class ResumeConfig(dg.Config):
@@ -273,9 +297,10 @@ class ResumeConfig(dg.Config):
 def resume_sending(context: dg.OpExecutionContext, config: ResumeConfig, queue_db: QueueDatabase) -> int:
     """Lift the emergency stop and queue again the notifications it held; with hold, lift the
     sender's auth or account hold instead (the two are kept apart)."""
-    actor = f"dagster:{context.run_id[:8]}"
-    with queue_db.connection(actor=f"resume_job:{context.run_id[:8]}") as conn:
-        done = operations.resume_sending(conn, settings.sender_key(), config.reason, actor, hold=config.hold)
+    with queue_db.connection(actor=run_actor(context)) as conn:
+        done = operations.resume_sending(
+            conn, settings.sender_key(), config.reason, _operator(context), hold=config.hold
+        )
     context.log.info(done.describe())
     context.add_output_metadata(
         {"requeued": done.requeued, "hold_lifted": done.lifted is not None, "outcome": done.describe()}
@@ -283,9 +308,13 @@ def resume_sending(context: dg.OpExecutionContext, config: ResumeConfig, queue_d
     return done.requeued
 
 
-@dg.job(
-    executor_def=dg.in_process_executor,
-    description="Resume after an emergency stop, or (hold: true) after an auth or account hold.",
+resume_job = one_op_job(
+    resume_sending,
+    "resume_job",
+    "Resume after an emergency stop, or (hold: true) after an auth or account hold.",
 )
-def resume_job() -> None:
-    resume_sending()
+
+
+def _operator(context: dg.OpExecutionContext) -> str:
+    # Who stopped or resumed sending, as queue_control and the audit trail record it.
+    return f"dagster:{context.run_id[:8]}"

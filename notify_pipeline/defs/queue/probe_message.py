@@ -5,6 +5,7 @@ import uuid
 import dagster as dg
 from pydantic import Field
 
+from notify_pipeline.defs.queue.jobs import one_op_job, run_actor
 from notify_pipeline.defs.resources import QueueDatabase
 from notify_pipeline.engine.enqueue import build_message, enqueue
 
@@ -31,7 +32,7 @@ def queue_test_notification(
         text=config.text,
     )
     correlation_id = f"test_{uuid.uuid4()}"
-    with queue_db.connection(actor=f"send_test_notification_job:{context.run_id[:8]}") as conn:
+    with queue_db.connection(actor=run_actor(context)) as conn:
         notification_id = enqueue(
             conn, message, {"type": "test", "domain": config.domain, "correlation_id": correlation_id}
         )
@@ -39,8 +40,8 @@ def queue_test_notification(
     return notification_id
 
 
-@dg.job(
-    description="Queue a test notification (the runbook's manual test).", executor_def=dg.in_process_executor
+send_test_notification_job = one_op_job(
+    queue_test_notification,
+    "send_test_notification_job",
+    "Queue a test notification (the runbook's manual test).",
 )
-def send_test_notification_job() -> None:
-    queue_test_notification()

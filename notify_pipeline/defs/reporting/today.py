@@ -13,6 +13,7 @@ import dagster as dg
 from notify_pipeline import settings
 from notify_pipeline.defs.reporting import charts, metadata
 from notify_pipeline.defs.reporting.assets import notifications_table
+from notify_pipeline.defs.reporting.jobs import report_schedule
 from notify_pipeline.defs.resources import QueueDatabase
 from notify_pipeline.reporting import summary
 from notify_pipeline.thresholds import DEFAULTS
@@ -64,13 +65,11 @@ def activity_since(conn, since: datetime, day_start: datetime) -> bool:
     return bool(row[0])
 
 
-@dg.schedule(
-    name="today_report_schedule",
-    job=today_report_job,
-    cron_schedule=REFRESH_CRON,
-    execution_timezone=settings.report_timezone(),
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every hour (ten past, local time): refresh today_domain_summary when a notification "
+@report_schedule(
+    "today_report_schedule",
+    today_report_job,
+    REFRESH_CRON,
+    "Every hour (ten past, local time): refresh today_domain_summary when a notification "
     "of today was created or changed since the previous tick; skips otherwise, so an idle "
     "deployment starts no run.",
 )

@@ -124,7 +124,7 @@ def step(
     repeat_s: float,
     sink: Sink,
 ) -> Outcome:
-    episode = _open_episode(conn, spec.name)
+    episode = open_episode(conn, spec.name)
     if not verdict.breached:
         cleared = Cursor(None, now).dump()
         if episode is None:
@@ -163,7 +163,7 @@ def step(
                 held,
                 verdict=verdict,
             )
-        episode = _insert(conn, spec.name, verdict, since) or _open_episode(conn, spec.name)
+        episode = _insert(conn, spec.name, verdict, since) or open_episode(conn, spec.name)
         assert episode is not None
     last = episode["last_notified_at"]
     if episode["notifications"] == 0:
@@ -198,10 +198,13 @@ def step(
     )
 
 
-def _open_episode(conn: psycopg.Connection, name: str) -> dict[str, Any] | None:
+def open_episode(conn: psycopg.Connection, name: str, *, lock: bool = False) -> dict[str, Any] | None:
+    """The alert's open ('firing') episode, if any; `lock` holds its row until the transaction ends."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            f"SELECT {EPISODE} FROM alerts WHERE alert_name = %s AND state = 'firing'", (name,)
+            f"SELECT {EPISODE} FROM alerts WHERE alert_name = %s AND state = 'firing'"
+            + (" FOR UPDATE" if lock else ""),
+            (name,),
         ).fetchone()
 
 
@@ -235,12 +238,37 @@ def _update(
         details["resolved_with"] = {"headline": verdict.headline, "numbers": verdict.numbers}
     else:
         details.update(_verdict_json(verdict))
+    # A resolved episode keeps the headline of what was wrong; the all-clear is in details.
+    record(
+        conn,
+        episode["id"],
+        episode["summary"] if resolving else verdict.headline,
+        details,
+        now,
+        kind,
+        delivery,
+    )
+
+
+def record(
+    conn: psycopg.Connection,
+    episode_id: int,
+    summary: str,
+    details: dict[str, Any],
+    now: datetime,
+    kind: str | None,
+    delivery: Delivery | None,
+) -> bool:
+    """Write one step of an episode: its summary and details (with the delivery attempt, if any,
+    added to them), one more announcement if the delivery reached its channel, and the end of the
+    episode when `kind` is 'resolved'. Whether the delivery reached its channel."""
     if delivery is not None:
         entry = {"at": now.isoformat(), "kind": kind, **delivery.as_json()}
         details["deliveries"] = [*details.get("deliveries", []), entry][-KEEP_DELIVERIES:]
         if not delivery.ok:
             details["delivery_failures"] = details.get("delivery_failures", 0) + 1
     delivered = delivery is not None and delivery.ok
+    resolving = kind == "resolved"
     conn.execute(
         "UPDATE alerts SET summary = %(summary)s, details = %(details)s, "
         "notifications = notifications + %(count)s, "
@@ -248,13 +276,13 @@ def _update(
         "state = CASE WHEN %(resolving)s THEN 'resolved' ELSE state END, "
         "resolved_at = CASE WHEN %(resolving)s THEN %(now)s ELSE resolved_at END WHERE id = %(id)s",
         {
-            # A resolved episode keeps the headline of what was wrong; the all-clear is in details.
-            "summary": episode["summary"] if resolving else verdict.headline,
+            "summary": summary,
             "details": Jsonb(details),
             "count": 1 if delivered else 0,
             "delivered": delivered,
             "now": now,
             "resolving": resolving,
-            "id": episode["id"],
+            "id": episode_id,
         },
     )
+    return delivered

@@ -13,8 +13,6 @@ object, never in the alerts table, logs, run config or Dagster metadata.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +21,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from notify_pipeline.reporting.alerts.sink import BUDGET_S, Delivery, hide, post_json, scrub
+from notify_pipeline.reporting.alerts.sink import Delivery, Retrying, hide, scrub
 
 DEFAULT_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 SOURCE = "notify-pipeline"
@@ -73,21 +71,11 @@ def resolve_event(routing_key: str, key: str) -> dict[str, Any]:
 class PagerDuty:
     """Sends Events v2 to one routing key; never raises, never takes longer than budget_s per event."""
 
-    def __init__(
-        self,
-        routing_key: str,
-        *,
-        events_url: str = DEFAULT_EVENTS_URL,
-        timeout_s: float = 5.0,
-        retries: int = 2,
-        backoff_s: float = 0.5,
-        budget_s: float = BUDGET_S,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, routing_key: str, *, events_url: str = DEFAULT_EVENTS_URL, **retrying: Any) -> None:
+        """`retrying` takes the fields of sink.Retrying (timeout_s, retries, backoff_s, budget_s, sleep)."""
         self._routing_key = routing_key
         self.events_url = events_url
-        self.timeout_s, self.retries, self.backoff_s, self.budget_s = timeout_s, retries, backoff_s, budget_s
-        self._sleep = sleep
+        self.retrying = Retrying(**retrying)
         scrub(routing_key, REDACTED)
 
     def __repr__(self) -> str:  # never show the key, even in a traceback's locals
@@ -97,17 +85,7 @@ class PagerDuty:
         return hide(text, self._routing_key, REDACTED)
 
     def send(self, event: dict[str, Any]) -> Delivery:
-        return post_json(
-            self.events_url,
-            event,
-            channel="pagerduty",
-            timeout_s=self.timeout_s,
-            retries=self.retries,
-            backoff_s=self.backoff_s,
-            budget_s=self.budget_s,
-            sleep=self._sleep,
-            redact=self.redact,
-        )
+        return self.retrying.post(self.events_url, event, channel="pagerduty", redact=self.redact)
 
     def trigger(self, key: str, alert_name: str, summary: str, details: dict[str, Any]) -> Delivery:
         return self.send(trigger_event(self._routing_key, key, alert_name, summary, details))

@@ -18,14 +18,14 @@ from notify_pipeline.engine.holds import active_hold
 from notify_pipeline.engine.operations import paused
 from notify_pipeline.reporting import figures
 from notify_pipeline.settings import sender_key
-from notify_pipeline.whatsapp.errors import throttling_codes
+from notify_pipeline.whatsapp.errors import the_code, throttling_codes
 
 # The claim lease of the engine: a claim older than this belongs to a dead worker.
 LEASE_S: float = figures.LEASE_S
-# Our own per-recipient limiter's deferral reason (engine/drain.py); not one of Meta's codes.
+# Our own per-recipient limiter's deferral reason (engine/claimer.py); not one of Meta's codes.
 PAIR_LIMIT = "pair_limit"
-# Meta's own pair-limit code: its deferrals also point at hot recipients.
-META_PAIR_LIMIT = "131056"
+# Meta's own pair-limit code (the code table's `pair_limit`): its deferrals also point at hot recipients.
+META_PAIR_LIMIT = the_code(lambda entry: entry.pair_limit)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from notify_pipeline import redact
-from notify_pipeline.engine.drain_config import PLANNED_STOPS
+from notify_pipeline.engine.drain_config import PLANNED_STOPS, StopReason
+from notify_pipeline.reporting.alerts.lifecycle import EPISODE, open_episode, record
 from notify_pipeline.reporting.alerts.messages import compose, stamp
 from notify_pipeline.reporting.alerts.sink import Delivery, Sink
 from notify_pipeline.reporting.alerts.verdict import Verdict, duration
@@ -130,7 +131,7 @@ def verdict(failure: RunFailure, refused: tuple[str, str] | None, secrets: tuple
         refused = ("auth", "")
     if refused is not None:
         kind, why = refused[0], clean(refused[1], secrets) if refused[1] else "see the run"
-        numbers["auth_error" if kind == "auth" else "account_error"] = why
+        numbers[(StopReason.AUTH_ERROR if kind == "auth" else StopReason.ACCOUNT_ERROR).value] = why
         return Verdict(
             True,
             f"{short}: {REFUSED.get(kind, REFUSED['auth'])} ({why}). Sending stopped and the sender is held; "
@@ -180,7 +181,7 @@ def announce(
                 return Announcement(None, None, f"its drain stopped as planned ({stop}): not a failure")
             if failure.job_name == SEND_JOB and stop is None and interrupted(failure):
                 return Announcement(None, None, "stopped by a signal before its drain started: not a failure")
-            episode = _lock_episode(conn, name(failure.job_name))
+            episode = open_episode(conn, name(failure.job_name), lock=True)
             if episode is not None and failure.run_id in episode["details"].get("run_ids", []):
                 if episode["notifications"] > 0:
                     return Announcement(None, None, "already counted in the open episode")
@@ -222,7 +223,7 @@ def resolve(
 ) -> Announcement | None:
     """A run of the job succeeded: resolve the job's open episode, if any, and say so."""
     with open_db() as conn, conn.transaction():
-        episode = _lock_episode(conn, name(job_name))
+        episode = open_episode(conn, name(job_name), lock=True)
         if episode is None:
             return None
         details = episode["details"]
@@ -241,16 +242,6 @@ def resolve(
         details["resolved_with"] = {"run_id": run_id, "headline": headline}
         _save(conn, episode, details, now, "resolved", delivery)
         return Announcement(found, delivery)
-
-
-EPISODE = "id, summary, details, started_at, last_notified_at, notifications"
-
-
-def _lock_episode(conn: psycopg.Connection, alert: str) -> dict[str, Any] | None:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            f"SELECT {EPISODE} FROM alerts WHERE alert_name = %s AND state = 'firing' FOR UPDATE", (alert,)
-        ).fetchone()
 
 
 def _count(
@@ -315,29 +306,6 @@ def _save(
     delivery: Delivery | None,
     summary: str | None = None,
 ) -> None:
-    if delivery is not None:
-        entry = {"at": now.isoformat(), "kind": kind, **delivery.as_json()}
-        details["deliveries"] = [*details.get("deliveries", []), entry][-10:]
-        if not delivery.ok:
-            details["delivery_failures"] = details.get("delivery_failures", 0) + 1
-    delivered = delivery is not None and delivery.ok
-    resolving = kind == "resolved"
-    conn.execute(
-        "UPDATE alerts SET summary = %(summary)s, details = %(details)s, "
-        "notifications = notifications + %(count)s, "
-        "last_notified_at = CASE WHEN %(delivered)s THEN %(now)s ELSE last_notified_at END, "
-        "state = CASE WHEN %(resolving)s THEN 'resolved' ELSE state END, "
-        "resolved_at = CASE WHEN %(resolving)s THEN %(now)s ELSE resolved_at END WHERE id = %(id)s",
-        {
-            "summary": summary or episode["summary"],
-            "details": Jsonb(details),
-            "count": 1 if delivered else 0,
-            "delivered": delivered,
-            "now": now,
-            "resolving": resolving,
-            "id": episode["id"],
-        },
-    )
-    if delivered:
+    if record(conn, episode["id"], summary or episode["summary"], details, now, kind, delivery):
         episode["notifications"] = episode["notifications"] + 1
         episode["last_notified_at"] = now

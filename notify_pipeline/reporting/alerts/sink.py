@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -111,42 +111,53 @@ def scrub(secret: str, label: str = REDACTED) -> None:
         _SCRUB.secrets[secret] = label
 
 
-class WebhookSink:
-    """POSTs Slack-compatible JSON ({"text": ..., "blocks": [...]}) to one webhook URL."""
+@dataclass(frozen=True)
+class Retrying:
+    """How a channel delivers one message (post_json): seconds per attempt, retries after a 5xx,
+    429 or network error, the first backoff (doubled on each retry) and the budget of the whole
+    delivery. The webhook and PagerDuty each hold one."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        timeout_s: float = 5.0,
-        retries: int = 2,
-        backoff_s: float = 0.5,
-        budget_s: float = BUDGET_S,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    timeout_s: float = 5.0
+    retries: int = 2
+    backoff_s: float = 0.5
+    budget_s: float = BUDGET_S
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
+
+    def post(
+        self, url: str, payload: dict[str, Any], *, channel: str, redact: Callable[[str], str]
+    ) -> Delivery:
+        return post_json(
+            url,
+            payload,
+            channel=channel,
+            timeout_s=self.timeout_s,
+            retries=self.retries,
+            backoff_s=self.backoff_s,
+            budget_s=self.budget_s,
+            sleep=self.sleep,
+            redact=redact,
+        )
+
+
+class WebhookSink:
+    """POSTs Slack-compatible JSON ({"text": ..., "blocks": [...]}) to one webhook URL; `retrying`
+    takes the fields of Retrying (timeout_s, retries, backoff_s, budget_s, sleep)."""
+
+    def __init__(self, url: str, **retrying: Any) -> None:
         self._url = url
-        self.timeout_s, self.retries, self.backoff_s, self._sleep = timeout_s, retries, backoff_s, sleep
-        self.budget_s = budget_s
+        self.retrying = Retrying(**retrying)
         scrub(url)
 
     def __repr__(self) -> str:  # never show the URL, even in a traceback's locals
-        return f"WebhookSink({REDACTED}, timeout_s={self.timeout_s}, retries={self.retries})"
+        return (
+            f"WebhookSink({REDACTED}, timeout_s={self.retrying.timeout_s}, retries={self.retrying.retries})"
+        )
 
     def redact(self, text: str) -> str:
         return hide(text, self._url, REDACTED)
 
     def deliver(self, payload: dict[str, Any]) -> Delivery:
-        return post_json(
-            self._url,
-            payload,
-            channel="webhook",
-            timeout_s=self.timeout_s,
-            retries=self.retries,
-            backoff_s=self.backoff_s,
-            budget_s=self.budget_s,
-            sleep=self._sleep,
-            redact=self.redact,
-        )
+        return self.retrying.post(self._url, payload, channel="webhook", redact=self.redact)
 
 
 def post_json(
