@@ -218,7 +218,7 @@ def _problem(name: str, value: str) -> str | None:
             return f"NOTIFY_SERVE_ALLOW_UNSIGNED must be 1 or 0, not {value[:40]!r}"
         return None
     if name.startswith(("NOTIFY_SERVE_", "NOTIFY_METRICS_CACHE")):
-        from notify_pipeline.service.config import limit_problem
+        from notify_pipeline.service.limits import limit_problem
 
         return limit_problem(name, value)
     if name == "NOTIFY_REPORT_TIMEZONE":

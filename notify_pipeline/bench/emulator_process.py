@@ -69,9 +69,12 @@ class EmulatorControl:
 class EmulatorProcess:
     """`notify-pipeline emulator` on a free loopback port, pinned to the emulator core; a context manager."""
 
-    def __init__(self, token: str, *, pin: bool = True, port: int | None = None) -> None:
+    def __init__(
+        self, token: str, *, pin: bool = True, port: int | None = None, core: int | None = None
+    ) -> None:
         self.token = token
         self.pin = pin
+        self.core = core  # None: the emulator core of pinning.cores()
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
@@ -81,10 +84,10 @@ class EmulatorProcess:
 
     def start(self) -> EmulatorProcess:
         command = [
-            *pinning.command_prefix(self.pin),
+            *pinning.command_prefix(self.pin, self.core),
             sys.executable,
             "-m",
-            "notify_pipeline.cli",
+            "notify_pipeline.cli.main",
             "emulator",
             "--port",
             str(self.port),
@@ -105,6 +108,13 @@ class EmulatorProcess:
                 raise RuntimeError(f"the emulator {problem}")
             time.sleep(0.1)
         return self
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def stop(self) -> None:
         self.control.close()

@@ -9,7 +9,7 @@ Two load generators: `raw` (default; HTTP/1.1 over asyncio protocols on uvloop, 
 cheaper per request than a full client, so the server saturates first) and `aiohttp` (a real
 client library; on one core it tops out near 4,000 req/s, below the server, so it measures itself).
 
-    .venv/bin/python benchmarks/emulator_throughput.py --duration 10 --concurrency 64
+    .venv/bin/python -m notify_pipeline.bench.emulator_throughput --duration 10 --concurrency 64
 """
 
 from __future__ import annotations
@@ -18,20 +18,17 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 import uvloop
 
-TOKEN = "bench-token"
-CLI = str(Path(sys.executable).parent / "notify-pipeline")
+from notify_pipeline.bench import pinning
+from notify_pipeline.bench.emulator_process import EmulatorProcess
+from notify_pipeline.bench.options import BENCH_TOKEN
+from notify_pipeline.emulator.config import DEFAULT_PHONE_NUMBER_ID
 
 
 def _payload(kind: str, n: int) -> bytes:
@@ -128,7 +125,7 @@ async def _drive_raw(
     for n in range(10_000):
         body = _payload(kind, n)
         head = (
-            f"POST {path} HTTP/1.1\r\nHost: {host_port}\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: {host_port}\r\nAuthorization: Bearer {BENCH_TOKEN}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         requests.append(head.encode() + body)
@@ -189,7 +186,7 @@ def _result(run: dict, elapsed: float, cpu_used: float | None, kind: str, concur
 async def _drive_aiohttp(
     url: str, kind: str, concurrency: int, warmup_s: float, duration_s: float, server_pid: int | None
 ) -> dict:
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {BENCH_TOKEN}", "Content-Type": "application/json"}
     payloads = [_payload(kind, n) for n in range(10_000)]
     run: dict = {"stop": False, "measuring": False, "ok": 0, "error": 0, "latencies": []}
 
@@ -208,38 +205,10 @@ async def _drive_aiohttp(
         return await _measure(run, warmup_s, duration_s, server_pid, kind, concurrency, tasks)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start_server(port: int, core: int) -> subprocess.Popen:
-    command = [CLI, "emulator", "--port", str(port), "--no-limits", "--token", TOKEN, "--latency-ms", "0"]
-    if shutil.which("taskset"):
-        command = ["taskset", "-c", str(core), *command]
-    env = {**os.environ, "WHATSAPP_ACCESS_TOKEN": TOKEN}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return process
-
-
-async def _wait_ready(base: str, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(f"{base}/_emulator/health") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the emulator did not start")
-            await asyncio.sleep(0.1)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m notify_pipeline.bench.emulator_throughput", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--concurrency", type=int, default=64)
@@ -248,36 +217,24 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=None, help="default: a free port")
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--client-core", type=int, default=1)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     os.sched_setaffinity(0, {args.client_core})
-    port = args.port or _free_port()
-    process = _start_server(port, args.server_core)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        asyncio.run(_wait_ready(base))
-        if process.poll() is not None:  # another server answered on that port
-            raise RuntimeError(
-                f"the emulator exited: {process.stderr.read().decode() if process.stderr else ''}"
-            )
-        url = f"{base}/v23.0/106540352242922/messages"
+    with EmulatorProcess(BENCH_TOKEN, port=args.port, core=args.server_core) as emulator:
+        if not emulator.running():  # another server answered on that port
+            raise RuntimeError(f"the emulator exited: port {emulator.port} is taken")
+        url = f"{emulator.base_url}/v23.0/{DEFAULT_PHONE_NUMBER_ID}/messages"
         drive = _drive_raw if args.client == "raw" else _drive_aiohttp
         runner = uvloop.run if args.client == "raw" else asyncio.run
-        result = runner(drive(url, args.kind, args.concurrency, args.warmup, args.duration, process.pid))
-        result["client"] = args.client
-        result["server"] = (
-            "uvicorn (uvloop, httptools), 1 worker, pinned with taskset"
-            if shutil.which("taskset")
-            else "uvicorn, not pinned"
-        )
-        result["server_core"], result["client_core"] = args.server_core, args.client_core
-        print(json.dumps(result, indent=2))
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        result = runner(drive(url, args.kind, args.concurrency, args.warmup, args.duration, emulator.pid))
+    result["client"] = args.client
+    result["server"] = (
+        "uvicorn (uvloop, httptools), 1 worker, pinned with taskset"
+        if pinning.cores() is not None
+        else "uvicorn, not pinned"
+    )
+    result["server_core"], result["client_core"] = args.server_core, args.client_core
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -13,31 +13,23 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 from psycopg import sql
 
+from notify_pipeline.bench.dev_process import SEND_JOB, DevProcess
 from notify_pipeline.bench.emulator_process import free_port
 from notify_pipeline.db import urls
 from notify_pipeline.defs.queue.jobs import STOPPED_BY_TAG
 
-SEND_JOB = "send_notifications_job"
-RUNS_QUERY = """
-query ($job: String!) { runsOrError(filter: {pipelineName: $job}) { ... on Runs {
-    results { runId status creationTime tags { key value } } } } }
-"""
-# How long `dev` may take to start its UI on a loaded two-core machine, and to stop after the
-# second signal (it stops its children SIGTERM first, SIGKILL after its grace).
-UI_START_S = 300.0
+# How long `dev` may take to stop after the second signal (it stops its children SIGTERM first,
+# SIGKILL after its grace).
 EXIT_WAIT_S = 120.0
-GRAPHQL_RETRY_S = 60.0
 KILLED_LINE = "still running after"
 FINAL_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 
@@ -75,7 +67,7 @@ def _unpinned() -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-class DevStack:
+class DevStack(DevProcess):
     """`notify-pipeline dev` on the bench's databases and emulator, in one data folder, on the same
     ports each time it starts. Its output goes to dev.log in the data folder."""
 
@@ -88,10 +80,8 @@ class DevStack:
         phone_number_id: str,
         data_dir: Path,
     ) -> None:
-        self.data_dir = data_dir
-        self.ui_port, self.serve_port = free_port(), free_port()
         self.app_secret = secrets.token_hex(16)
-        self.env = {
+        env = {
             **os.environ,
             "NOTIFY_DATABASE_URL": queue_url,
             "DAGSTER_POSTGRES_URL": urls.for_driver(dagster_url, "psycopg2"),
@@ -104,51 +94,20 @@ class DevStack:
             "WHATSAPP_WEBHOOK_VERIFY_TOKEN": secrets.token_hex(8),
         }
         for name in ("DAGSTER_HOME", "NOTIFICATION_WORKER_CRON_ENABLED", "NOTIFY_SEND_LIFETIME_MINUTES"):
-            self.env.pop(name, None)
-        self.process: subprocess.Popen[bytes] | None = None
-        self._http = httpx.Client(base_url=f"http://127.0.0.1:{self.ui_port}", trust_env=False, timeout=10)
+            env.pop(name, None)
+        super().__init__(data_dir, env)
 
     @property
     def webhook_url(self) -> str:
         return f"http://127.0.0.1:{self.serve_port}/webhooks/whatsapp"
 
     def start(self) -> None:
-        command = [str(Path(sys.executable).parent / "notify-pipeline"), "dev", "--port", str(self.ui_port)]
-        command += ["--serve-port", str(self.serve_port)]
-        with (self.data_dir / "dev.log").open("ab") as log, _unpinned():
-            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-
-    def ui_answers(self) -> bool:
-        try:
-            return self._http.get("/").status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def wait_for_ui(self) -> float:
-        """Wait until the Dagster UI answers; when it did (unix seconds)."""
-        deadline = time.monotonic() + UI_START_S
-        while not self.ui_answers():
-            self._check_alive("before its UI answered")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"notify-pipeline dev: no UI within {UI_START_S:.0f} s; {self.log_tail()}")
-            time.sleep(0.2)
-        return time.time()
+        with _unpinned():
+            self.launch()
 
     def runs(self) -> list[dict[str, Any]]:
         """The send runs Dagster knows (this dev's and those before it): id, status, created, how
-        its drain stopped (None if it did not say). A webserver still starting may fail a query:
-        asked again for up to GRAPHQL_RETRY_S."""
-        deadline = time.monotonic() + GRAPHQL_RETRY_S
-        while True:
-            try:
-                body = self._http.post("/graphql", json={"query": RUNS_QUERY, "variables": {"job": SEND_JOB}})
-                results = body.json()["data"]["runsOrError"]["results"]
-                break
-            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-                self._check_alive("while asked for its runs")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the Dagster UI did not list the send runs: {exc!r}") from exc
-                time.sleep(1.0)
+        its drain stopped (None if it did not say)."""
         return [
             {
                 "run_id": run["runId"],
@@ -156,7 +115,7 @@ class DevStack:
                 "created": run["creationTime"],
                 "stopped_by": {tag["key"]: tag["value"] for tag in run["tags"]}.get(STOPPED_BY_TAG),
             }
-            for run in results
+            for run in self.dagster_runs(SEND_JOB)
         ]
 
     def interrupt(self) -> dict[str, Any]:
@@ -164,7 +123,7 @@ class DevStack:
         children have sessions of their own); how long until it exited, and its exit code. One that
         has not exited after EXIT_WAIT_S is killed, and says so."""
         assert self.process is not None
-        log = self.data_dir / "dev.log"
+        log = self.log_path
         logged = log.stat().st_size if log.exists() else 0
         started = time.monotonic()
         self.process.send_signal(signal.SIGINT)
@@ -188,22 +147,9 @@ class DevStack:
 
     def close(self) -> None:
         """Stop a `dev` still running (the bench failed midway) and release the HTTP client."""
-        if self.process is not None and self.process.poll() is None:
+        if self.alive():
             self.interrupt()
-        self._http.close()
-
-    def _check_alive(self, when: str) -> None:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(
-                f"notify-pipeline dev exited {when} (code {self.process.returncode}); {self.log_tail()}"
-            )
-
-    def log_tail(self, chars: int = 800) -> str:
-        try:
-            text = (self.data_dir / "dev.log").read_text(errors="replace")
-        except FileNotFoundError:
-            return "no log"
-        return f"the end of {self.data_dir / 'dev.log'}: {text.strip()[-chars:]}"
+        self.close_http()
 
 
 def final(runs: list[dict[str, Any]]) -> bool:

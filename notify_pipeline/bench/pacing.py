@@ -25,7 +25,7 @@ from notify_pipeline.bench.context import (
     throughput_refusals,
 )
 from notify_pipeline.bench.stats import busiest_window, rate_between
-from notify_pipeline.bench.webhooks import SECRET, _start_service
+from notify_pipeline.bench.webhooks import SECRET, start_service
 from notify_pipeline.engine.drain import run_drain
 from notify_pipeline.engine.drain_config import DrainConfig
 from notify_pipeline.engine.pacing import THROUGHPUT_REACHED, PacingRule
@@ -52,7 +52,7 @@ def measure(ctx: BenchContext) -> dict[str, Any]:
     service = None
     try:
         if control is not None:
-            service, base = _start_service(ctx.url, 1)
+            service, base = start_service(ctx.url, 1)
             control.configure(app_secret=SECRET, webhook_url=f"{base}/webhooks/whatsapp")
         report = run_drain(ctx.url, client, config)
         times, source = ctx.accepted_times()

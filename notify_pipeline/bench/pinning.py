@@ -1,7 +1,7 @@
 """CPU pinning for honest measurements on a small machine: the API server on one core, us on another.
 
 On a 2-core machine the emulator and the sender share the cores. Pinning each to its own core (as
-benchmarks/transport.py does) keeps the scheduler from stacking both on one core and makes runs
+bench/transport_compare.py does) keeps the scheduler from stacking both on one core and makes runs
 comparable. PostgreSQL is not pinned: it floats over all cores, as it would in production.
 """
 
@@ -24,10 +24,11 @@ def cores() -> tuple[int, int] | None:
     return _ALLOWED[0], _ALLOWED[1]
 
 
-def command_prefix(enabled: bool = True) -> list[str]:
-    """`taskset -c CORE` that puts a server on the emulator core, or nothing when pinning is off."""
+def command_prefix(enabled: bool = True, core: int | None = None) -> list[str]:
+    """`taskset -c CORE` that puts a server on the emulator core (or on `core`), or nothing when
+    pinning is off."""
     pair = cores() if enabled else None
-    return ["taskset", "-c", str(pair[0])] if pair else []
+    return ["taskset", "-c", str(pair[0] if core is None else core)] if pair else []
 
 
 @contextmanager

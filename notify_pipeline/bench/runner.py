@@ -97,18 +97,60 @@ def run_bench(
                 output.update(_send_measurements(ctx, progress))
                 if options.runs("faults"):
                     output["faults"] = faults.measure(ctx, progress)
-            if options.runs("webhooks"):
-                progress(
-                    f"status webhooks: {options.webhook_statuses:,} single-status POSTs, "
-                    f"{options.webhook_concurrency} at once"
-                )
-                output["webhooks"] = webhooks.measure(ctx)
-            if options.runs("ceiling"):
-                progress("raw-SQL claim-and-mark ceiling")
-                output["ceiling"] = ceiling.measure(ctx)
+            output.update(_measure_each(ctx, progress, _WITHOUT_SENDS))
     output["targets"] = {**targets.check(output), **faults.check(output)}
     output["bench_seconds"] = round(time.monotonic() - started, 1)
     return output
+
+
+# A measurement: its section, the line `progress` hears as it starts, and the measurement.
+Measurement = tuple[str, Callable[[BenchOptions], str], Callable[[BenchContext], Any]]
+# Measurements 2 to 5 and pacing, which send (after the send path, in this order).
+_AFTER_SEND_PATH: tuple[Measurement, ...] = (
+    ("rate_limit", lambda o: f"rate limit {o.rate_per_s:g}/s", rate_limit.measure),
+    ("latency", lambda o: f"enqueue-to-accepted latency at {o.rate_per_s:g}/s", latency.measure),
+    (
+        "wakeup",
+        lambda o: (
+            f"wake-up of an idle serving drain: {o.wakeup_messages} enqueues, "
+            f"{o.deferred_messages} deferrals coming due"
+        ),
+        wakeup.measure,
+    ),
+    (
+        "priority",
+        lambda o: f"{o.priority_otps} OTPs behind {o.priority_backlog:,} MARKETING rows",
+        priority.measure,
+    ),
+    (
+        "pacing",
+        lambda o: f"a {o.pacing_rows:,}-row backlog at the tier {o.rate_per_s:g}/s, status webhooks on",
+        pacing.measure,
+    ),
+)
+# Those that need no send endpoint.
+_WITHOUT_SENDS: tuple[Measurement, ...] = (
+    (
+        "webhooks",
+        lambda o: (
+            f"status webhooks: {o.webhook_statuses:,} single-status POSTs, {o.webhook_concurrency} at once"
+        ),
+        webhooks.measure,
+    ),
+    ("ceiling", lambda _: "raw-SQL claim-and-mark ceiling", ceiling.measure),
+)
+
+
+def _measure_each(
+    ctx: BenchContext, progress: Callable[[str], None], measurements: tuple[Measurement, ...]
+) -> dict[str, Any]:
+    """Run each selected measurement of `measurements` in turn; its result under its section."""
+    results = {}
+    for section, announce, measure in measurements:
+        if ctx.options.runs(section):
+            progress(announce(ctx.options))
+            results[section] = measure(ctx)
+    return results
 
 
 def _send_measurements(ctx: BenchContext, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -121,24 +163,5 @@ def _send_measurements(ctx: BenchContext, progress: Callable[[str], None]) -> di
         for ms in latencies:
             progress(f"send path, limits off, {'endpoint' if ms is None else f'{ms:g} ms'} latency")
             results["send_path"].append(send_path.measure(ctx, ms))
-    if options.runs("rate_limit"):
-        progress(f"rate limit {options.rate_per_s:g}/s")
-        results["rate_limit"] = rate_limit.measure(ctx)
-    if options.runs("latency"):
-        progress(f"enqueue-to-accepted latency at {options.rate_per_s:g}/s")
-        results["latency"] = latency.measure(ctx)
-    if options.runs("wakeup"):
-        progress(
-            f"wake-up of an idle serving drain: {options.wakeup_messages} enqueues, "
-            f"{options.deferred_messages} deferrals coming due"
-        )
-        results["wakeup"] = wakeup.measure(ctx)
-    if options.runs("priority"):
-        progress(f"{options.priority_otps} OTPs behind {options.priority_backlog:,} MARKETING rows")
-        results["priority"] = priority.measure(ctx)
-    if options.runs("pacing"):
-        progress(
-            f"a {options.pacing_rows:,}-row backlog at the tier {options.rate_per_s:g}/s, status webhooks on"
-        )
-        results["pacing"] = pacing.measure(ctx)
+    results.update(_measure_each(ctx, progress, _AFTER_SEND_PATH))
     return results

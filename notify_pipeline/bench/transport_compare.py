@@ -1,11 +1,11 @@
 """Which HTTP transport the Cloud API client should use: requests/s through CloudApiClient.send.
 
-Starts `notify-pipeline emulator --no-limits` in its own process pinned to core 0, runs the
-product's client on core 1 with 1 and 64 requests in flight, once per transport (httpx's own
+Starts `notify-pipeline emulator --no-limits` in its own process pinned to one core, runs the
+product's client on another with 1 and 64 requests in flight, once per transport (httpx's own
 pool, and aiohttp's through httpx-aiohttp), and prints JSON. Plain httpx.AsyncClient is known to
 slow down with many requests in flight (encode/httpx#3215); this shows whether it does here.
 
-    .venv/bin/python benchmarks/transport.py --seconds 5
+    .venv/bin/python -m notify_pipeline.bench.transport_compare --seconds 5
 """
 
 from __future__ import annotations
@@ -13,48 +13,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import httpx
-
+from notify_pipeline.bench import pinning
+from notify_pipeline.bench.emulator_process import EmulatorProcess
+from notify_pipeline.bench.options import BENCH_TOKEN
+from notify_pipeline.emulator.config import DEFAULT_PHONE_NUMBER_ID
 from notify_pipeline.whatsapp.client import ClientSettings, CloudApiClient
 from notify_pipeline.whatsapp.messages import send_request, template_message
 
-TOKEN = "bench-token"
-CLI = str(Path(sys.executable).parent / "notify-pipeline")
-
-
-def _pinned(core: int) -> list[str]:
-    return ["taskset", "-c", str(core)] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
-
-
-def start_emulator(port: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [*_pinned(0), CLI, "emulator", "--port", str(port), "--token", TOKEN, "--no-limits"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/_emulator/stats", timeout=1, trust_env=False)
-            return process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the emulator did not start")
+TRANSPORTS = ("httpx", "aiohttp")
+IN_FLIGHT = (1, 64)
 
 
 async def measure(base_url: str, transport: str, in_flight: int, seconds: float) -> dict:
     settings = ClientSettings(
         base_url=base_url,
-        phone_number_id="106540352242922",
-        access_token=TOKEN,
+        phone_number_id=DEFAULT_PHONE_NUMBER_ID,
+        access_token=BENCH_TOKEN,
         transport=transport,
         max_connections=max(in_flight, 1),
     )
@@ -85,24 +61,20 @@ async def measure(base_url: str, transport: str, in_flight: int, seconds: float)
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m notify_pipeline.bench.transport_compare", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--port", type=int, default=18089)
-    args = parser.parse_args()
-    if _pinned(1):
-        os.sched_setaffinity(0, {1})
-    emulator = start_emulator(args.port)
-    try:
-        base_url = f"http://127.0.0.1:{args.port}"
+    args = parser.parse_args(argv)
+    # The emulator is started inside the pin: it gets the emulator core with taskset all the same.
+    with pinning.on_sender_core(), EmulatorProcess(BENCH_TOKEN, port=args.port) as emulator:
         results = [
-            asyncio.run(measure(base_url, transport, in_flight, args.seconds))
-            for transport in ("httpx", "aiohttp")
-            for in_flight in (1, 64)
+            asyncio.run(measure(emulator.base_url, transport, in_flight, args.seconds))
+            for transport in TRANSPORTS
+            for in_flight in IN_FLIGHT
         ]
-    finally:
-        emulator.terminate()
-        emulator.wait(10)
     print(
         json.dumps({"benchmark": "client_transport", "seconds": args.seconds, "results": results}, indent=2)
     )

@@ -13,27 +13,19 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from notify_pipeline.bench.context import BenchContext
+from notify_pipeline.bench.dev_process import CLI
+from notify_pipeline.bench.emulator_process import free_port
 from notify_pipeline.bench.stats import summary_ms
 from notify_pipeline.whatsapp.webhooks import SIGNATURE_HEADER, sign
 
 SECRET = "bench-webhook-secret"
 STATUSES = ("sent", "delivered", "read")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _body(wamid: str, status: str, at: int) -> bytes:
@@ -58,8 +50,9 @@ def _seed(ctx: BenchContext, messages: int) -> list[str]:
     return [f"wamid.bench.{i}" for i in range(1, messages + 1)]
 
 
-def _start_service(url: str, workers: int) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+def start_service(url: str, workers: int) -> tuple[subprocess.Popen, str]:
+    """`notify-pipeline serve` on `url` with this many workers, on all cores; it and its base URL."""
+    port = free_port()
     # No metrics listener: the bench does not scrape, and a fixed port could be taken.
     env = {
         **os.environ,
@@ -67,9 +60,8 @@ def _start_service(url: str, workers: int) -> tuple[subprocess.Popen, str]:
         "WHATSAPP_APP_SECRET": SECRET,
         "NOTIFY_METRICS_PORT": "0",
     }
-    cli = str(Path(sys.executable).parent / "notify-pipeline")
     process = subprocess.Popen(
-        [cli, "serve", "--port", str(port), "--workers", str(workers)],
+        [CLI, "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -127,7 +119,7 @@ def measure(ctx: BenchContext) -> dict[str, Any]:
     at = int(time.time())
     bodies = [_body(w, s, at + i) for w in wamids for i, s in enumerate(STATUSES)]
     sync = ctx.conn.execute("SHOW synchronous_commit").fetchone()[0]
-    process, base = _start_service(ctx.url, options.webhook_workers)
+    process, base = start_service(ctx.url, options.webhook_workers)
     try:
         times, failures, elapsed = asyncio.run(_post_all(base, bodies, options.webhook_concurrency))
     finally:

@@ -2,7 +2,7 @@
 
 httpx's API over a swappable transport. The default is aiohttp's connection pool through
 httpx-aiohttp, because plain httpx.AsyncClient slows down sharply with many requests in flight
-(encode/httpx#3215); benchmarks/transport.py measures both against the emulator. The access token
+(encode/httpx#3215); bench/transport_compare.py measures both against the emulator. The access token
 travels only in the Authorization header and never appears in repr, logs or errors.
 
 A send never raises for what happens on the wire: every failure comes back as a typed ApiError.
