@@ -11,6 +11,7 @@ from pathlib import Path
 
 from notify_pipeline.engine.drain_config import LIFETIME_MINUTES
 from notify_pipeline.redact import SECRET_VARIABLES
+from notify_pipeline.whatsapp.transports import DEFAULT_TRANSPORT, TRANSPORTS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -46,7 +47,7 @@ ENVIRONMENT: dict[str, str] = {
     "NOTIFY_OPT_OUT_KEYWORDS": "Comma-separated replies that opt a contact out (case and spacing ignored). Default STOP, STOP ALL, UNSUBSCRIBE, CANCEL, END, QUIT, OPT OUT.",
     "NOTIFY_OPT_IN_KEYWORDS": "Comma-separated replies that opt a contact back in. Default START, UNSTOP, SUBSCRIBE, OPT IN.",
     "NOTIFICATION_WORKER_CRON_ENABLED": "false stops the sensor and any running send within a batch (kill switch).",
-    "WHATSAPP_HTTP_TRANSPORT": "aiohttp (default), httpx or aiohttp-native: the HTTP transport under the Cloud API client.",
+    "WHATSAPP_HTTP_TRANSPORT": "aiohttp-native (default: sends on a bare aiohttp session), aiohttp (httpx's API over aiohttp) or httpx: the transport of the Cloud API client's sends.",
     "NOTIFY_ALERT_WEBHOOK_URL": "Slack-compatible incoming webhook for alerts (secret). Unset: alerts are recorded only.",
     "NOTIFY_MAX_DEFERRALS": "Overrides of the code table's bound on deferrals per throttling code, e.g. 131048=5,130429=200.",
     "NOTIFY_PAGERDUTY_ROUTING_KEY": "PagerDuty Events v2 routing key (secret): alerts trigger and resolve incidents. Unset: no paging.",
@@ -90,7 +91,7 @@ def whatsapp_client_settings():
         api_version=env.get("WHATSAPP_API_VERSION") or DEFAULT_API_VERSION,
         phone_number_id=env.get("WHATSAPP_PHONE_NUMBER_ID", ""),
         access_token=env.get("WHATSAPP_ACCESS_TOKEN", ""),
-        transport=env.get("WHATSAPP_HTTP_TRANSPORT") or "aiohttp",
+        transport=env.get("WHATSAPP_HTTP_TRANSPORT") or DEFAULT_TRANSPORT,
     )
 
 
@@ -158,8 +159,6 @@ def report_start_date() -> str:
 # `check_environment()` for other entry points), one line per bad value. A message never repeats a
 # secret's value. Secrets that rotate (the token, the alert webhook URL) are read, and checked the
 # same way, each time they are used.
-
-TRANSPORTS = ("aiohttp", "httpx", "aiohttp-native")
 
 
 class SettingsError(ValueError):

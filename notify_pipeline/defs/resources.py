@@ -13,6 +13,7 @@ from pydantic import Field
 from notify_pipeline import settings
 from notify_pipeline.db.connect import connect
 from notify_pipeline.whatsapp.client import ClientSettings
+from notify_pipeline.whatsapp.transports import DEFAULT_TRANSPORT
 
 
 class QueueDatabase(dg.ConfigurableResource):
@@ -41,7 +42,9 @@ class WhatsAppCloudApi(dg.ConfigurableResource):
     api_version: str = Field(description="Graph API version (WHATSAPP_API_VERSION).")
     phone_number_id: str = Field(description="Sender phone number id (WHATSAPP_PHONE_NUMBER_ID).")
     access_token: str = Field(description="Bearer token (WHATSAPP_ACCESS_TOKEN); secret.")
-    transport: str = Field(default="aiohttp", description="aiohttp or httpx.")
+    transport: str = Field(
+        default=DEFAULT_TRANSPORT, description="Transport of sends: aiohttp-native, aiohttp or httpx."
+    )
     waba_id: str = Field(
         default="", description="WhatsApp Business Account id for template sync (WHATSAPP_WABA_ID)."
     )

@@ -1,9 +1,13 @@
 """Async client for the Cloud API: send a message, list message templates.
 
-httpx's API over a swappable transport. The default is aiohttp's connection pool through
-httpx-aiohttp, because plain httpx.AsyncClient slows down sharply with many requests in flight
-(encode/httpx#3215); bench/transport_compare.py measures both against the emulator. The access token
-travels only in the Authorization header and never appears in repr, logs or errors.
+httpx is the Graph API client (templates, the reachability probe). Sends, the hot path, go by
+default on a bare aiohttp session ("aiohttp-native"): the same request and the same parsing
+without httpx's per-request layer, which cost about 40 % of a busy sender's CPU and made the
+default path 0.62x a bare queue with aiohttp (issue 21). `WHATSAPP_HTTP_TRANSPORT` may choose
+httpx's API for sends too, over aiohttp's pool ("aiohttp", through httpx-aiohttp) or httpx's own
+("httpx", which slows down sharply with many requests in flight: encode/httpx#3215);
+bench/transport_compare.py measures them against the emulator. The access token travels only in
+the Authorization header and never appears in repr, logs or errors.
 
 A send never raises for what happens on the wire: every failure comes back as a typed ApiError.
 Network failures are split by whether the request may have reached Meta (see `failure_kind`).
@@ -15,14 +19,14 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
 from notify_pipeline.whatsapp.errors import ErrorClass, classify
 from notify_pipeline.whatsapp.results import ApiError, SendResult
+from notify_pipeline.whatsapp.transports import DEFAULT_TRANSPORT, Transport
 
-Transport = Literal["aiohttp", "httpx", "aiohttp-native"]
 DEFAULT_BASE_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v23.0"
 
@@ -36,7 +40,7 @@ class ClientSettings:
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 15.0
     max_connections: int = 100
-    transport: Transport = "aiohttp"
+    transport: Transport = DEFAULT_TRANSPORT
     probe_timeout_s: float = 3.0  # the whole reachability probe: connect, send and read
 
 
