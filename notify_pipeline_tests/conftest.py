@@ -24,7 +24,8 @@ from notify_pipeline.db import urls
 from notify_pipeline.db.connect import connect
 from notify_pipeline.db.embedded import EmbeddedPostgres
 from notify_pipeline.db.migrate import upgrade
-from notify_pipeline_tests.support import free_port
+from notify_pipeline_tests.support.paths import REPO_ROOT
+from notify_pipeline_tests.support.ports import free_port
 
 _names = itertools.count()
 _EMBEDDED: list[EmbeddedPostgres] = []  # the session's embedded server, when tests run on one
@@ -140,12 +141,16 @@ def db(db_url: str) -> Iterator[psycopg.Connection]:
 @pytest.fixture(scope="session")
 def runbook_path() -> Path:
     """The operations runbook beside the repository (../shared/reference), if it is there."""
-    root = Path(__file__).resolve().parents[1]
-    path = root.parent / "shared" / "reference" / "RUNBOOK.md"
+    path = REPO_ROOT.parent / "shared" / "reference" / "RUNBOOK.md"
     if not path.is_file():
         pytest.skip(f"no runbook at {path}")
     return path
 
 
 # The Cloud API emulator (notify_pipeline.emulator) over real HTTP: emulator, webhook_receiver, graph.
-from notify_pipeline_tests.emulator_fixtures import emulator, emulator_server, graph, webhook_receiver  # noqa: E402, F401
+from notify_pipeline_tests.support.emulator_fixtures import (  # noqa: E402
+    emulator,  # noqa: F401
+    emulator_server,  # noqa: F401
+    graph,  # noqa: F401
+    webhook_receiver,  # noqa: F401
+)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from notify_pipeline.whatsapp.errors import markdown_table
+from notify_pipeline_tests.support.paths import REPO_ROOT
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = REPO_ROOT / "docs"
 
 
 def test_operations_guide_carries_the_current_error_code_table() -> None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from notify_pipeline import settings
+from notify_pipeline_tests.support.paths import REPO_ROOT
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+README = (REPO_ROOT / "README.md").read_text()
 
 
 def test_every_environment_variable_is_in_the_configuration_table() -> None:

@@ -32,7 +32,7 @@ from notify_pipeline.reporting.alerts.catalog import BY_NAME
 from notify_pipeline.reporting.alerts.messages import compose
 from notify_pipeline.reporting.alerts.sink import ERROR_CHARS, Delivery, WebhookSink
 from notify_pipeline_tests import conftest
-from notify_pipeline_tests.alert_support import FakeClock, add_rows, worker_start
+from notify_pipeline_tests.support.alerts import FakeClock, add_rows, worker_start
 
 TOKEN = "xoxbEch0edT0k3n5b1d8e0c2a"  # the secret part of a Slack webhook URL: its last path segment
 SLACK_PATH = f"/services/T0001/B0002/{TOKEN}"

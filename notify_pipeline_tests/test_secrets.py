@@ -27,7 +27,7 @@ from notify_pipeline.defs.alerts.resources import AlertSink, AlertThresholds
 from notify_pipeline.defs.resources import QueueDatabase
 from notify_pipeline.reporting.alerts import run_failures
 from notify_pipeline_tests import conftest
-from notify_pipeline_tests.support import free_port
+from notify_pipeline_tests.support.ports import free_port
 
 PASSWORD = "Db-Pa55word-7f3k9q"
 TOKEN = "EAAGtoken-5b1d8e0c2a9f"

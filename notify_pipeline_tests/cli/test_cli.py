@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
@@ -12,15 +9,8 @@ import pytest
 
 from notify_pipeline.db import urls
 from notify_pipeline.db.migrate import head_revision
-from notify_pipeline_tests.support import free_port
-
-CLI = str(Path(sys.executable).parent / "notify-pipeline")
-
-
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [CLI, *args], env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
-    )
+from notify_pipeline_tests.support.cli import cli
+from notify_pipeline_tests.support.ports import free_port
 
 
 def test_db_upgrade_then_again_is_a_no_op(empty_db_url: str) -> None:

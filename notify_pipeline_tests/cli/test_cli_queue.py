@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from notify_pipeline_tests.engine_support import load_demo_templates, statuses
-from notify_pipeline_tests.test_cli import cli
+from notify_pipeline_tests.support.cli import cli
+from notify_pipeline_tests.support.engine import load_demo_templates, statuses
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from notify_pipeline.db import urls
-from notify_pipeline_tests.support import free_port
+from notify_pipeline_tests.support.ports import free_port
 
 RUNS_QUERY = """
 { runsOrError(filter: {pipelineName: "send_notifications_job"}) { ... on Runs { results { runId status } } } }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from notify_pipeline_tests.test_queue_notification import TEMPLATE_MESSAGE, enqueue
+from notify_pipeline_tests.support.queue import TEMPLATE_MESSAGE, enqueue
 
 
 def events(db: psycopg.Connection, notification_id: int) -> list[str]:

@@ -19,7 +19,7 @@ import pytest
 
 from notify_pipeline.db import embedded, urls
 from notify_pipeline.db.embedded import EmbeddedPostgres
-from notify_pipeline_tests.support import free_port
+from notify_pipeline_tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -282,7 +282,7 @@ def test_bad_settings_are_refused_at_start_one_line_each_without_secrets(db_url:
 
 
 def test_send_with_the_database_down_is_one_line(db_url: str) -> None:
-    from notify_pipeline_tests.support import free_port
+    from notify_pipeline_tests.support.ports import free_port
 
     env = {**_cli_env(db_url), "NOTIFY_DATABASE_URL": f"postgresql://u:pw-x1@127.0.0.1:{free_port()}/n"}
     result = _run(["send", "--max-seconds", "1"], env)

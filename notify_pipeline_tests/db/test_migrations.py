@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from notify_pipeline.db import urls
 from notify_pipeline.db.migrate import MigrationError, engine_for, head_revision, upgrade
 from notify_pipeline.db.schema import metadata
-from notify_pipeline_tests.support import free_port
+from notify_pipeline_tests.support.ports import free_port
 
 SCHEMA_SNAPSHOT = """
 SELECT 'column', table_name || '.' || column_name || ':' || data_type || ':' || is_nullable

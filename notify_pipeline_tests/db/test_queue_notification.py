@@ -7,24 +7,9 @@ from datetime import timedelta
 
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
 
 from notify_pipeline.db.connect import connect
-
-TEMPLATE_MESSAGE = {
-    "to": "+250788999001",
-    "template": {
-        "name": "welcome_message",
-        "language": "en",
-        "components": [{"type": "body", "parameters": [{"type": "text", "text": "Test User"}]}],
-    },
-}
-
-
-def enqueue(db: psycopg.Connection, message, meta=None) -> int:
-    return db.execute(
-        "SELECT queueNotification(%s, %s)", (Jsonb(message), Jsonb(meta) if meta is not None else None)
-    ).fetchone()[0]
+from notify_pipeline_tests.support.queue import TEMPLATE_MESSAGE, enqueue
 
 
 def row(db: psycopg.Connection, notification_id: int) -> dict:
@@ -97,7 +82,7 @@ def test_duplicate_dedupe_key_returns_existing_id_without_a_second_row(db: psyco
     assert first == second
     assert count(db) == 1
     assert enqueue(db, TEMPLATE_MESSAGE, {"dedupe_key": "order-43:paid"}) != first
-    # Another recipient and text under the same key is refused (test_dedupe.py has the cases).
+    # Another recipient and text under the same key is refused (engine/test_dedupe.py has the cases).
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="order-42:paid"):
         enqueue(db, {"to": "+250788999009", "text": "different"}, {"dedupe_key": "order-42:paid"})
 

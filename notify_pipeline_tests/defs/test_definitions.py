@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
-
 import dagster as dg
 import psycopg
 import yaml
 
 from notify_pipeline.defs.resources import QueueDatabase
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_workspace_definitions() -> dg.Definitions:
-    """Load the code location the way workspace.yaml tells Dagster to."""
-    (entry,) = yaml.safe_load((ROOT / "workspace.yaml").read_text())["load_from"]
-    target = entry["python_module"]
-    return getattr(importlib.import_module(target["module_name"]), target["attribute"])
+from notify_pipeline_tests.support.paths import REPO_ROOT
+from notify_pipeline_tests.support.workspace import load_workspace_definitions
 
 
 def test_code_location_loads_and_validates(monkeypatch, db_url: str) -> None:
@@ -59,7 +49,7 @@ def test_queue_database_url_comes_from_the_environment_not_config(monkeypatch, d
 
 
 def test_dagster_yaml_keeps_storage_in_postgres_from_the_environment() -> None:
-    instance = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    instance = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
     assert instance["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_POSTGRES_URL"}
 
 

@@ -6,8 +6,8 @@ import dagster as dg
 
 from notify_pipeline.defs.operations.diagnostics import DiagnosticsConfig, diagnostics_job
 from notify_pipeline.defs.resources import QueueDatabase
-from notify_pipeline_tests.diagnostics_support import insert, template
-from notify_pipeline_tests.test_cli import cli
+from notify_pipeline_tests.support.cli import cli
+from notify_pipeline_tests.support.diagnostics import insert, template
 
 
 def run(db_url: str, **config) -> dg.ExecuteInProcessResult:

@@ -14,13 +14,19 @@ from notify_pipeline.defs.metrics import jobs, schedules
 from notify_pipeline.defs.metrics.jobs import MetricsExportConfig
 from notify_pipeline.defs.resources import QueueDatabase
 from notify_pipeline.whatsapp import errors
-from notify_pipeline_tests.metrics_support import gateway, samples, seed_finished, seed_queue, value
-from notify_pipeline_tests.support import free_port
-from notify_pipeline_tests.test_definitions import load_workspace_definitions
-from notify_pipeline_tests.test_prometheus_rules import produced_series
+from notify_pipeline_tests.support.metrics import (
+    gateway,
+    produced_series,
+    samples,
+    seed_finished,
+    seed_queue,
+    value,
+)
+from notify_pipeline_tests.support.paths import REPO_ROOT
+from notify_pipeline_tests.support.ports import free_port
+from notify_pipeline_tests.support.workspace import load_workspace_definitions
 
-ROOT = Path(__file__).resolve().parents[1]
-DASHBOARD = ROOT / "docs" / "grafana" / "notify-pipeline.json"
+DASHBOARD = REPO_ROOT / "docs" / "grafana" / "notify-pipeline.json"
 
 
 @pytest.fixture(autouse=True)

@@ -1,12 +1,11 @@
 """The queue's Dagster wiring: jobs run in process against a real PostgreSQL and the emulator; the
 sensor decides against a real instance; secrets stay out of run config and event logs. Supervision
-in depth (handover, dead runs, holds, the sweep's gate): test_send_supervision.py."""
+in depth (handover, dead runs, holds, the sweep's gate): engine/test_send_supervision.py."""
 
 from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import dagster as dg
 import yaml
@@ -21,14 +20,13 @@ from notify_pipeline.defs.queue.jobs import (
 )
 from notify_pipeline.defs.resources import QueueDatabase
 from notify_pipeline.engine import operations
-from notify_pipeline_tests.engine_support import (
+from notify_pipeline_tests.support.engine import (
     dagster_resources,
     enqueue_many,
     load_demo_templates,
     statuses,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
+from notify_pipeline_tests.support.paths import REPO_ROOT
 
 
 def resources(db_url: str, emulator, token: str | None = None) -> dict:
@@ -179,7 +177,7 @@ def test_schedule_and_instance_limits() -> None:
     assert schedules.sweep_locks_schedule.cron_schedule == "*/5 * * * *"
     assert schedules.sweep_locks_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     assert sensors.due_notifications_sensor.minimum_interval_seconds == 15
-    limits = yaml.safe_load((ROOT / "dagster.yaml").read_text())["concurrency"]["runs"][
+    limits = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())["concurrency"]["runs"][
         "tag_concurrency_limits"
     ]
     # The serving send run and its standby, which waits on the sender lock.

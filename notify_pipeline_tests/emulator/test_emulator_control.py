@@ -17,9 +17,9 @@ import pytest
 from notify_pipeline.emulator import DEV_TOKEN, EmulatorServer
 from notify_pipeline.emulator.app import EmulatorApp
 from notify_pipeline.emulator.state import Emulator
-from notify_pipeline_tests.emulator_fixtures import text_message, welcome
-from notify_pipeline_tests.support import free_port
-from notify_pipeline_tests.test_emulator_send import assert_meta_error, post
+from notify_pipeline_tests.support.emulator import assert_meta_error, post
+from notify_pipeline_tests.support.emulator_fixtures import text_message, welcome
+from notify_pipeline_tests.support.ports import free_port
 
 CLI = str(Path(sys.executable).parent / "notify-pipeline")
 

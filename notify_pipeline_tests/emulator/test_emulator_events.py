@@ -9,14 +9,14 @@ import pytest
 
 from notify_pipeline.emulator import EmulatorServer
 from notify_pipeline.whatsapp import webhooks
-from notify_pipeline_tests.emulator_fixtures import (
+from notify_pipeline_tests.support.emulator import assert_meta_error, post
+from notify_pipeline_tests.support.emulator_fixtures import (
     EMULATOR_APP_SECRET,
     WebhookReceiver,
     body_params,
     template_message,
     welcome,
 )
-from notify_pipeline_tests.test_emulator_send import assert_meta_error, post
 
 WABA = "102290129340398"
 METADATA = {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"}

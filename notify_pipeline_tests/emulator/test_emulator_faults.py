@@ -10,7 +10,8 @@ import pytest
 
 from notify_pipeline.emulator import EmulatorServer
 from notify_pipeline.whatsapp import webhooks
-from notify_pipeline_tests.emulator_fixtures import (
+from notify_pipeline_tests.support.emulator import assert_meta_error, post
+from notify_pipeline_tests.support.emulator_fixtures import (
     EMULATOR_APP_SECRET,
     WebhookReceiver,
     body_params,
@@ -18,7 +19,6 @@ from notify_pipeline_tests.emulator_fixtures import (
     text_message,
     welcome,
 )
-from notify_pipeline_tests.test_emulator_send import assert_meta_error, post
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,8 @@ import pytest
 
 from notify_pipeline.emulator import EmulatorServer
 from notify_pipeline.ratelimit import Gcra
-from notify_pipeline_tests.emulator_fixtures import welcome
-from notify_pipeline_tests.test_emulator_send import assert_meta_error, post
+from notify_pipeline_tests.support.emulator import assert_meta_error, post
+from notify_pipeline_tests.support.emulator_fixtures import welcome
 
 
 class FakeClock:

@@ -14,37 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from notify_pipeline.emulator import EmulatorServer
-from notify_pipeline.whatsapp import errors
-from notify_pipeline_tests.emulator_fixtures import text_message, welcome
-
-
-def post(graph: httpx.Client, emulator: EmulatorServer, body: Any, **kwargs: Any) -> httpx.Response:
-    headers = kwargs.pop("headers", emulator.auth_headers)
-    if isinstance(body, bytes | str):
-        return graph.post(emulator.messages_url(), content=body, headers=headers, **kwargs)
-    return graph.post(emulator.messages_url(), json=body, headers=headers, **kwargs)
-
-
-def assert_meta_error(response: httpx.Response, code: int, details: str | None = None) -> dict:
-    """Meta's error body, with the title and HTTP status errors.py gives for the code."""
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"}
-    error = body["error"]
-    entry = errors.lookup(code)
-    assert entry is not None
-    assert response.status_code == entry.http_status, body
-    assert error["code"] == code, body
-    assert error["message"] == f"(#{code}) {entry.title}"
-    assert error["type"] == "OAuthException"
-    assert error["error_data"]["messaging_product"] == "whatsapp"
-    assert isinstance(error["error_data"]["details"], str) and error["error_data"]["details"]
-    assert isinstance(error["fbtrace_id"], str) and len(error["fbtrace_id"]) >= 16
-    assert set(error) <= {"message", "type", "code", "error_data", "error_subcode", "fbtrace_id"}
-    if details is not None:
-        assert details in error["error_data"]["details"], error["error_data"]["details"]
-    assert "Traceback" not in response.text
-    return error
+from notify_pipeline_tests.support.emulator import assert_meta_error, post
+from notify_pipeline_tests.support.emulator_fixtures import text_message, welcome
 
 
 def test_a_valid_template_send_gets_metas_success_body(emulator: EmulatorServer, graph: httpx.Client) -> None:

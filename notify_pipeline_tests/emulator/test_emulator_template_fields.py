@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from notify_pipeline.emulator import EmulatorServer
-from notify_pipeline_tests.test_emulator_send import assert_meta_error
+from notify_pipeline_tests.support.emulator import assert_meta_error
 
 # Exactly what pywa 4.5.0 sends (TemplateDetails._api_fields() and TemplatesResult's summary).
 PYWA_FIELDS = (

@@ -12,67 +12,11 @@ import pytest
 from notify_pipeline.demo import load_template_catalog
 from notify_pipeline.emulator import EmulatorServer
 from notify_pipeline.engine.policy import decide
-from notify_pipeline_tests.emulator_fixtures import body_params, template_message, welcome
-from notify_pipeline_tests.test_emulator_send import assert_meta_error, post
-from notify_pipeline_tests.test_policy import CONFIG, DAY_IN_KIGALI, KIGALI, registry
-from notify_pipeline_tests.test_policy import row as policy_row
-from notify_pipeline_tests.test_policy import template as policy_template
-
-
-def named(name: str, value: str) -> dict[str, str]:
-    return {"type": "text", "parameter_name": name, "text": value}
-
-
-def url_button(value: str, index: str = "0") -> dict[str, Any]:
-    return {
-        "type": "button",
-        "sub_type": "url",
-        "index": index,
-        "parameters": [{"type": "text", "text": value}],
-    }
-
-
-ORDER_SHIPPED_OK = [body_params("SKB-1", "tomorrow"), url_button("SKB-1")]
-ORDER_CONFIRMATION_OK = [
-    {"type": "body", "parameters": [named("customer_name", "Aline"), named("order_number", "SKB-1")]}
-]
-
-
-WELL_FILLED = [
-    ("welcome_message", "en", [body_params("Aline")]),
-    ("welcome_message", "fr", [body_params("Aline")]),
-    ("order_shipped", "en", ORDER_SHIPPED_OK),
-    ("order_confirmation", "en", ORDER_CONFIRMATION_OK),
-    # named parameters in any order
-    (
-        "order_confirmation",
-        "en",
-        [{"type": "body", "parameters": ORDER_CONFIRMATION_OK[0]["parameters"][::-1]}],
-    ),
-    ("otp_code", "en", [body_params("123456"), url_button("123456")]),
-    ("wallet_low_balance", "en", [body_params("RWF 500", "https://example.invalid/top-up")]),
-    (
-        "basket_contribution_due",
-        "en",
-        [
-            {
-                "type": "body",
-                "parameters": [
-                    {"type": "text", "text": "Aline"},
-                    {
-                        "type": "currency",
-                        "currency": {
-                            "fallback_value": "RWF 5,000",
-                            "code": "RWF",
-                            "amount_1000": 5000000,
-                        },
-                    },
-                    {"type": "date_time", "date_time": {"fallback_value": "June 1"}},
-                ],
-            }
-        ],
-    ),
-]
+from notify_pipeline_tests.support.emulator import WELL_FILLED, assert_meta_error, named, post, url_button
+from notify_pipeline_tests.support.emulator_fixtures import body_params, template_message, welcome
+from notify_pipeline_tests.support.policy import CONFIG, DAY_IN_KIGALI, KIGALI, registry
+from notify_pipeline_tests.support.policy import row as policy_row
+from notify_pipeline_tests.support.policy import template as policy_template
 
 
 @pytest.mark.parametrize(("name", "language", "components"), WELL_FILLED)

@@ -13,14 +13,13 @@ import pytest
 
 from notify_pipeline.emulator import EmulatorServer
 from notify_pipeline.whatsapp import webhooks
-from notify_pipeline_tests.emulator_fixtures import (
+from notify_pipeline_tests.support.emulator import post, wait_for_webhooks
+from notify_pipeline_tests.support.emulator_fixtures import (
     EMULATOR_APP_SECRET,
     WebhookReceiver,
     template_message,
     welcome,
 )
-from notify_pipeline_tests.test_emulator_send import post
-from notify_pipeline_tests.test_emulator_webhooks import wait_for_webhooks
 
 SHARES = {
     "status_failed_share": 0.2,

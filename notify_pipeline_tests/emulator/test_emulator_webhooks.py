@@ -3,19 +3,17 @@ X-Hub-Signature-256 signature, retries, the 24 h window (131047) and template st
 
 from __future__ import annotations
 
-import time
-
 import httpx
 
 from notify_pipeline.emulator import EmulatorServer
 from notify_pipeline.whatsapp import webhooks
-from notify_pipeline_tests.emulator_fixtures import (
+from notify_pipeline_tests.support.emulator import post, wait_for_webhooks
+from notify_pipeline_tests.support.emulator_fixtures import (
     EMULATOR_APP_SECRET,
     WebhookReceiver,
     text_message,
     welcome,
 )
-from notify_pipeline_tests.test_emulator_send import post
 
 
 def test_accepted_messages_get_sent_delivered_read_signed(
@@ -99,17 +97,6 @@ def test_webhooks_give_up_after_the_retries(
     assert status["recipient_id"] == "250788000002"
     final = wait_for_webhooks(emulator)
     assert final["failed"] == 1 and final["delivered"] == 1 and final["attempts"] == 4
-
-
-def wait_for_webhooks(emulator: EmulatorServer, timeout: float = 5.0) -> dict:
-    """The webhook counters once nothing is pending."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stats = emulator.stats()["webhooks"]
-        if stats["pending"] == 0 and stats["attempts"]:
-            return stats
-        time.sleep(0.01)
-    raise AssertionError(f"webhooks still pending: {emulator.stats()['webhooks']}")
 
 
 def test_an_unreachable_receiver_does_not_slow_or_break_sends(

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from notify_pipeline.db.connect import connect
-from notify_pipeline_tests.engine_support import enqueue
+from notify_pipeline_tests.support.engine import enqueue
 
 MESSAGE = {"to": "+250788999001", "text": "Your order 42 is paid"}
 

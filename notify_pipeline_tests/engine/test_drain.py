@@ -9,7 +9,7 @@ import pytest
 from notify_pipeline.engine.operations import set_paused
 from notify_pipeline.engine.policy import PolicyConfig
 from notify_pipeline.whatsapp.messages import callback_data
-from notify_pipeline_tests.engine_support import (
+from notify_pipeline_tests.support.engine import (
     client_settings,
     enqueue,
     enqueue_many,

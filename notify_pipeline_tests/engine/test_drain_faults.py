@@ -14,10 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from notify_pipeline_tests.drain_harness import DrainThread, counts, events, fresh, received_after, wait_until
-from notify_pipeline_tests.engine_support import client_settings, enqueue_many, load_demo_templates, run_drain
-from notify_pipeline_tests.fault_proxy import FaultProxy
-from notify_pipeline_tests.support import free_port
+from notify_pipeline_tests.support.drain_harness import (
+    DrainThread,
+    counts,
+    events,
+    fresh,
+    received_after,
+    wait_until,
+)
+from notify_pipeline_tests.support.engine import client_settings, enqueue_many, load_demo_templates, run_drain
+from notify_pipeline_tests.support.fault_proxy import FaultProxy
+from notify_pipeline_tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
 CONCURRENCY = 64  # the default: what may be in flight when a fault strikes

@@ -17,8 +17,8 @@ import pytest
 
 from notify_pipeline.engine.operations import set_paused
 from notify_pipeline.whatsapp.messages import callback_data
-from notify_pipeline_tests.drain_harness import DrainThread, counts, events, fresh, wait_until
-from notify_pipeline_tests.engine_support import (
+from notify_pipeline_tests.support.drain_harness import DrainThread, counts, events, fresh, wait_until
+from notify_pipeline_tests.support.engine import (
     enqueue,
     enqueue_many,
     load_demo_templates,

@@ -6,11 +6,10 @@ next drain re-sends nothing.
 
 The full disk is os.write raising ENOSPC for files under the journal folder (set on at will), in
 this process or, for the CLI, in a `notify-pipeline send` subprocess started through
-`run_cli_on_a_disk_that_fills`."""
+`support.full_disk.run_cli_on_a_disk_that_fills`."""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import subprocess
@@ -20,42 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from notify_pipeline_tests.drain_harness import DrainThread, counts, events, fresh, wait_until
-from notify_pipeline_tests.engine_support import enqueue_many, load_demo_templates, run_drain
+from notify_pipeline_tests.support.drain_harness import DrainThread, counts, events, fresh, wait_until
+from notify_pipeline_tests.support.engine import enqueue_many, load_demo_templates, run_drain
+from notify_pipeline_tests.support.full_disk import FOLDER, FULL_FLAG, FullDisk
+from notify_pipeline_tests.support.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 HELD = "are recorded only in the memory of process"
-FULL_FLAG = "NOTIFY_TEST_FULL_DISK_FLAG"  # the subprocess's journal is full while this file exists
-FOLDER = "NOTIFY_TEST_FULL_DISK_FOLDER"
-
-
-class FullDisk:
-    """os.write fails with ENOSPC for files under `folder` while `is_full()`; the first failing
-    write of each spell first takes half of what it was given, as a filling disk does."""
-
-    def __init__(self, folder: Path, is_full) -> None:
-        self.folder, self.is_full, self.torn = str(folder.resolve()), is_full, False
-        self.real_write = os.write
-
-    def write(self, fd: int, data) -> int:
-        if self.is_full() and os.readlink(f"/proc/self/fd/{fd}").startswith(self.folder):
-            if not self.torn and len(data) > 1:
-                self.torn = True
-                return self.real_write(fd, bytes(data)[: len(data) // 2])
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self.torn = False
-        return self.real_write(fd, data)
-
-
-def run_cli_on_a_disk_that_fills() -> None:
-    """The `notify-pipeline` CLI with FullDisk on the folder $NOTIFY_TEST_FULL_DISK_FOLDER, full
-    while the file $NOTIFY_TEST_FULL_DISK_FLAG exists (arguments after `--`)."""
-    from notify_pipeline.cli.main import main
-
-    flag = Path(os.environ[FULL_FLAG])
-    disk = FullDisk(Path(os.environ[FOLDER]), flag.exists)
-    os.write = disk.write
-    main(sys.argv[sys.argv.index("--") + 1 :], prog_name="notify-pipeline")
 
 
 def _seed(db_url: str, count: int) -> list[int]:
@@ -176,7 +146,7 @@ def test_send_with_a_full_journal_and_the_database_away_says_so_and_exits_2(
     command = [
         sys.executable,
         "-c",
-        "from notify_pipeline_tests.test_journal_faults import run_cli_on_a_disk_that_fills as run; run()",
+        "from notify_pipeline_tests.support.full_disk import run_cli_on_a_disk_that_fills as run; run()",
         "--",
         "send",
         "--throughput-per-s",
@@ -187,7 +157,7 @@ def test_send_with_a_full_journal_and_the_database_away_says_so_and_exits_2(
         "300",
     ]
     with stdout.open("w") as out, stderr.open("w") as err:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=err, cwd=Path(__file__).parents[1])
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=err, cwd=REPO_ROOT)
     try:
         wait_until(lambda: emulator.stats()["total"] >= 300, timeout=60, what="sending to be under way")
         flag.touch()

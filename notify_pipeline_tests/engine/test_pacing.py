@@ -17,8 +17,8 @@ from notify_pipeline.engine.pacing import THROUGHPUT_REACHED, Pacer, PacingRule,
 from notify_pipeline.ratelimit import Gcra
 from notify_pipeline.whatsapp.errors import ErrorClass, classify
 from notify_pipeline.whatsapp.results import ApiError, SendResult
-from notify_pipeline_tests.drain_harness import wait_until
-from notify_pipeline_tests.engine_support import enqueue_many, load_demo_templates, run_drain, statuses
+from notify_pipeline_tests.support.drain_harness import wait_until
+from notify_pipeline_tests.support.engine import enqueue_many, load_demo_templates, run_drain, statuses
 
 
 class FakeClock:

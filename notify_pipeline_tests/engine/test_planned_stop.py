@@ -36,31 +36,20 @@ from notify_pipeline.engine.supervision import (
 )
 from notify_pipeline.reporting.alerts import run_failures
 from notify_pipeline.reporting.alerts.sink import WebhookSink
-from notify_pipeline_tests.drain_harness import counts, events, fresh
-from notify_pipeline_tests.engine_support import enqueue_many, load_demo_templates, run_drain
-from notify_pipeline_tests.run_worker_support import (
+from notify_pipeline_tests.support.drain_harness import counts, events, fresh
+from notify_pipeline_tests.support.engine import enqueue_many, load_demo_templates, run_drain
+from notify_pipeline_tests.support.run_worker import (
     postgres_instance,
     run_worker_env,
     start_send_run,
     wait_for,
 )
-from notify_pipeline_tests.test_send_supervision import sensor_tick
+from notify_pipeline_tests.support.supervision import AWAKE, lock_waiters, sensor_tick
 
-AWAKE = {"quiet_hours_override": True}
 CLI = str(Path(sys.executable).parent / "notify-pipeline")
 # After the signal, an orchestrator waits this long before SIGKILL (Kubernetes' default; `dev`
 # waits 20 s): a stop that has not ended by then fails the test, as it would lose the stop.
 GRACE_S = 30.0
-
-WAITING_FOR_LOCK = (
-    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-)
-
-
-def lock_waiters(db_url: str) -> int:
-    with fresh(db_url) as conn:
-        return conn.execute(WAITING_FOR_LOCK).fetchone()[0]
 
 
 def stop(worker, sig: signal.Signals = signal.SIGTERM) -> dg.DagsterRun:

@@ -14,16 +14,15 @@ import pytest
 
 from notify_pipeline.defs.queue.jobs import STOPPED_BY_TAG, SendConfig
 from notify_pipeline.engine.drain_config import DATABASE_FAULTS
-from notify_pipeline_tests.drain_harness import counts
-from notify_pipeline_tests.engine_support import enqueue_many, load_demo_templates
-from notify_pipeline_tests.run_worker_support import (
+from notify_pipeline_tests.support.drain_harness import counts
+from notify_pipeline_tests.support.engine import enqueue_many, load_demo_templates
+from notify_pipeline_tests.support.run_worker import (
     postgres_instance,
     run_worker_env,
     start_send_run,
     wait_for,
 )
-from notify_pipeline_tests.test_planned_stop import AWAKE, lock_waiters
-from notify_pipeline_tests.test_send_supervision import sensor_tick
+from notify_pipeline_tests.support.supervision import AWAKE, lock_waiters, sensor_tick
 
 OUTAGE_S = 3.0  # how long the database stays down (the fault, not a wait)
 

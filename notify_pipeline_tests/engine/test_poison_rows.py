@@ -16,8 +16,8 @@ from psycopg import sql
 
 from notify_pipeline.demo.seed import seed_demo
 from notify_pipeline.whatsapp.messages import callback_data
-from notify_pipeline_tests.engine_support import enqueue, enqueue_many, load_demo_templates, run_drain
-from notify_pipeline_tests.test_emulator_templates import ORDER_CONFIRMATION_OK, WELL_FILLED
+from notify_pipeline_tests.support.emulator import ORDER_CONFIRMATION_OK, WELL_FILLED
+from notify_pipeline_tests.support.engine import enqueue, enqueue_many, load_demo_templates, run_drain
 
 TO = "+250788999001"
 DEEP = "[" * 3000 + "]" * 3000  # PostgreSQL's jsonb takes it; Python's json stops near 1,000

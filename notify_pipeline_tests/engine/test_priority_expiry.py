@@ -18,7 +18,7 @@ from notify_pipeline.engine.policy import PolicyConfig, decide
 from notify_pipeline.engine.reasons import meaning
 from notify_pipeline.engine.store import Contact
 from notify_pipeline.whatsapp.messages import Button, callback_data, template_message
-from notify_pipeline_tests.engine_support import (
+from notify_pipeline_tests.support.engine import (
     WELCOME_TEMPLATE,
     enqueue,
     load_demo_templates,

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from notify_pipeline.engine.operations import sweep_locks
-from notify_pipeline_tests.engine_support import enqueue_many, load_demo_templates, run_drain, statuses
+from notify_pipeline_tests.support.engine import enqueue_many, load_demo_templates, run_drain, statuses
 
 CLI = str(Path(sys.executable).parent / "notify-pipeline")
 

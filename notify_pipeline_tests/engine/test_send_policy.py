@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -22,11 +21,12 @@ from notify_pipeline.engine.store import Contact
 from notify_pipeline.whatsapp.errors import CODES, ErrorClass, classify, never_retry_codes
 from notify_pipeline.whatsapp.messages import template_message, text_message
 from notify_pipeline.whatsapp.results import ApiError, SendResult
-from notify_pipeline_tests.engine_support import WELCOME_TEMPLATE, enqueue, load_demo_templates, row, welcome
-from notify_pipeline_tests.service_support import running_service
+from notify_pipeline_tests.support.engine import WELCOME_TEMPLATE, enqueue, load_demo_templates, row, welcome
+from notify_pipeline_tests.support.paths import REPO_ROOT
+from notify_pipeline_tests.support.service import running_service
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-MIGRATION = Path(__file__).parents[1] / "notify_pipeline/db/migrations/versions/0009_send_policy.sql"
+MIGRATION = REPO_ROOT / "notify_pipeline/db/migrations/versions/0009_send_policy.sql"
 
 
 def claimed(deferral_count: int = 0, deferrals: dict | None = None, **extra) -> dict:
@@ -139,7 +139,7 @@ def test_the_database_counts_deferrals_by_cause_as_they_are_written_back(db, db_
 def test_a_drain_waits_one_second_on_the_first_pair_limit_hit_after_other_deferrals(
     db, db_url, emulator
 ) -> None:
-    from notify_pipeline_tests.engine_support import run_drain
+    from notify_pipeline_tests.support.engine import run_drain
 
     load_demo_templates(db)
     notification_id = enqueue(db, welcome())

@@ -16,24 +16,22 @@ import pytest
 
 from notify_pipeline import settings
 from notify_pipeline.defs.alerts import sensors as alert_sensors
-from notify_pipeline.defs.alerts.resources import AlertSink, AlertThresholds
-from notify_pipeline.defs.queue import jobs, schedules, sensors
+from notify_pipeline.defs.queue import jobs, schedules
 from notify_pipeline.defs.queue.jobs import SENDER_TAG, SendConfig
 from notify_pipeline.defs.resources import QueueDatabase, WhatsAppCloudApi
 from notify_pipeline.engine import holds, operations
 from notify_pipeline.engine.sender_lock import lock_key
 from notify_pipeline.engine.supervision import RunState, WorkerState, decide
-from notify_pipeline_tests.alert_support import alert_rows
-from notify_pipeline_tests.engine_support import (
+from notify_pipeline_tests.support.alerts import alert_resources, alert_rows
+from notify_pipeline_tests.support.cli import cli
+from notify_pipeline_tests.support.engine import (
     NO_QUIET_HOURS,
     dagster_resources,
     enqueue_many,
     load_demo_templates,
     statuses,
 )
-from notify_pipeline_tests.test_cli import cli
-
-AWAKE = {"quiet_hours_override": True}
+from notify_pipeline_tests.support.supervision import AWAKE, sensor_tick
 
 # -- the decision, without Dagster --------------------------------------------------------------
 
@@ -158,19 +156,6 @@ def test_the_send_op_serves_until_its_lifetime_ends(db, db_url, emulator) -> Non
 
 
 # -- an expired token: one failed run, a hold, one alert, no loop; resume --hold restarts --------
-
-
-def sensor_tick(db_url: str, instance: dg.DagsterInstance) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=instance, resources={"queue_db": QueueDatabase(url=db_url)})
-    return sensors.due_notifications_sensor(context)
-
-
-def alert_resources(db_url: str) -> dict:
-    return {
-        "queue_db": QueueDatabase(url=db_url),
-        "alert_sink": AlertSink(backoff_s=0),
-        "alert_thresholds": AlertThresholds(),
-    }
 
 
 def announce_failure(instance, result, db_url) -> None:

@@ -13,8 +13,8 @@ import pytest
 
 from notify_pipeline.engine.policy import PolicyConfig
 from notify_pipeline.whatsapp.client import CloudApiClient
-from notify_pipeline_tests.drain_harness import DrainThread, counts, events, fresh, wait_until
-from notify_pipeline_tests.engine_support import client_settings, enqueue_many, load_demo_templates, run_drain
+from notify_pipeline_tests.support.drain_harness import DrainThread, counts, events, fresh, wait_until
+from notify_pipeline_tests.support.engine import client_settings, enqueue_many, load_demo_templates, run_drain
 
 pytestmark = pytest.mark.slow
 CONCURRENCY = 16

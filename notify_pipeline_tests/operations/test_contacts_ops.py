@@ -13,8 +13,8 @@ from notify_pipeline.defs.operations import contacts as contact_jobs
 from notify_pipeline.defs.resources import QueueDatabase
 from notify_pipeline.operations import contacts
 from notify_pipeline.operations.contacts import ContactError
-from notify_pipeline_tests.engine_support import enqueue, statuses, welcome
-from notify_pipeline_tests.test_cli import cli
+from notify_pipeline_tests.support.cli import cli
+from notify_pipeline_tests.support.engine import enqueue, statuses, welcome
 
 NUMBER = "+250788123456"
 MASKED = "+250*******56"  # notify_mask_wa_id(NUMBER)

@@ -26,7 +26,7 @@ from notify_pipeline.operations.diagnostics import (
 )
 from notify_pipeline.redact import mask_number, mask_text
 from notify_pipeline.whatsapp.errors import lookup
-from notify_pipeline_tests.diagnostics_support import contact, insert, last_local, template
+from notify_pipeline_tests.support.diagnostics import contact, insert, last_local, template
 
 NOW = datetime.now(UTC)
 

@@ -10,7 +10,7 @@ import pytest
 from notify_pipeline.engine import operations
 from notify_pipeline.engine.operations import RetryFilter
 from notify_pipeline.operations.status import queue_status, render
-from notify_pipeline_tests.engine_support import enqueue, enqueue_many, load_demo_templates, row, welcome
+from notify_pipeline_tests.support.engine import enqueue, enqueue_many, load_demo_templates, row, welcome
 
 
 def fail(db, ids, code="131000", domain=None) -> None:

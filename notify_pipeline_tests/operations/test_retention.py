@@ -15,8 +15,8 @@ import pytest
 from notify_pipeline.defs.operations import retention as retention_jobs
 from notify_pipeline.defs.resources import QueueDatabase
 from notify_pipeline.operations import retention
-from notify_pipeline_tests.engine_support import enqueue_many
-from notify_pipeline_tests.test_cli import cli
+from notify_pipeline_tests.support.cli import cli
+from notify_pipeline_tests.support.engine import enqueue_many
 
 
 def count(db, table: str) -> int:
@@ -43,7 +43,7 @@ def aged(db) -> dict[str, int]:
         "('failure_rate', 'firing', 'old but firing', now() - interval '200 days', NULL), "
         "('queue_depth', 'resolved', 'recent', now() - interval '2 days', now() - interval '1 day')"
     )
-    # webhook_events have their own window (test_webhook_hygiene_retention.py): none here.
+    # webhook_events have their own window (receipts/test_webhook_hygiene_retention.py): none here.
     return {"notification_audit_log": 7, "observability_events": 5, "alerts": 1, "webhook_events": 0}
 
 
@@ -222,7 +222,7 @@ def test_op_outputs_are_not_written_to_dagster_storage(tmp_path) -> None:
     """The location's io_manager stores nothing; the filesystem one (Dagster's default for launched
     runs) leaves a pickle per op output in the run's storage folder. Compute logs are written either
     way (the run clean-up deletes them)."""
-    from notify_pipeline_tests.test_definitions import load_workspace_definitions
+    from notify_pipeline_tests.support.workspace import load_workspace_definitions
 
     io_manager = load_workspace_definitions().resources["io_manager"]
     assert isinstance(io_manager, retention_jobs.DiscardOutputsIOManager)
@@ -256,7 +256,7 @@ def test_an_idle_deployment_starts_at_most_50_dagster_runs_a_day(monkeypatch, db
     (it skips when there is nothing to do) none; the send sensor keeps one send run alive, a new
     one per lifetime. A new run-launching sensor must be accounted for here."""
     from notify_pipeline import settings
-    from notify_pipeline_tests.test_definitions import load_workspace_definitions
+    from notify_pipeline_tests.support.workspace import load_workspace_definitions
 
     monkeypatch.setenv("NOTIFY_DATABASE_URL", db_url)
     repo = load_workspace_definitions().get_repository_def()

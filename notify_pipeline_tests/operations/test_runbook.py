@@ -12,8 +12,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from notify_pipeline_tests.runbook_sql import Statement, find, statements
-from notify_pipeline_tests.test_queue_notification import TEMPLATE_MESSAGE, enqueue
+from notify_pipeline_tests.support.queue import TEMPLATE_MESSAGE, enqueue
+from notify_pipeline_tests.support.runbook_sql import Statement, find, statements
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from notify_pipeline.defs.operations import templates as template_jobs
 from notify_pipeline.engine.templates_store import upsert_templates
 from notify_pipeline.operations import templates
 from notify_pipeline.operations.templates import TemplateError
-from notify_pipeline_tests.engine_support import dagster_resources, enqueue, load_demo_templates
-from notify_pipeline_tests.test_cli import cli
+from notify_pipeline_tests.support.cli import cli
+from notify_pipeline_tests.support.engine import dagster_resources, enqueue, load_demo_templates
 
 WABA_ID = "102290129340398"  # the emulator's business account
 NEW_TEMPLATE = {
@@ -31,7 +31,7 @@ LOCAL_ONLY = {
 
 
 def client(emulator, token: str | None = None):
-    from notify_pipeline_tests.engine_support import client_settings
+    from notify_pipeline_tests.support.engine import client_settings
 
     return client_settings(emulator, **({"access_token": token} if token else {}))
 

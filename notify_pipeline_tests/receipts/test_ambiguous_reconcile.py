@@ -20,12 +20,12 @@ from notify_pipeline.receipts.parse import parse_body
 from notify_pipeline.whatsapp.errors import ErrorClass
 from notify_pipeline.whatsapp.messages import callback_data, notification_id_of
 from notify_pipeline.whatsapp.results import ApiError, SendResult
-from notify_pipeline_tests.drain_harness import DrainThread, fresh, wait_until
-from notify_pipeline_tests.emulator_fixtures import EMULATOR_APP_SECRET
-from notify_pipeline_tests.engine_support import client_settings, enqueue_many, load_demo_templates
-from notify_pipeline_tests.fault_proxy import FaultProxy
-from notify_pipeline_tests.receipt_support import status_item, webhook_body
-from notify_pipeline_tests.service_support import serve_process
+from notify_pipeline_tests.support.drain_harness import DrainThread, fresh, wait_until
+from notify_pipeline_tests.support.emulator_fixtures import EMULATOR_APP_SECRET
+from notify_pipeline_tests.support.engine import client_settings, enqueue_many, load_demo_templates
+from notify_pipeline_tests.support.fault_proxy import FaultProxy
+from notify_pipeline_tests.support.receipts import status_item, webhook_body
+from notify_pipeline_tests.support.service import serve_process
 
 # A retry budget that would send again within a fraction of a second, were it not for the wait.
 QUICK_RETRIES = '{"max_retries": 5, "backoff_base_seconds": 0.05, "backoff_max_seconds": 0.2}'

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from notify_pipeline_tests.service_support import APP_SECRET, VERIFY_TOKEN, running_service
+from notify_pipeline_tests.support.service import APP_SECRET, VERIFY_TOKEN, running_service
 
 WAMID = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI3NDlFMTlGNTg1MzhFRjE1MjMA"
 OTHER = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJGMzcxQTNFQzU2QjdCQzJERTQA"
@@ -270,7 +270,7 @@ def test_the_service_refuses_to_start_without_a_secret(db_url) -> None:
 
 
 def test_503_while_the_database_is_down_then_the_retry_applies(db_url, postgres_server) -> None:
-    from notify_pipeline_tests.drain_harness import fresh
+    from notify_pipeline_tests.support.drain_harness import fresh
 
     with fresh(db_url) as db:
         row_id = sent_row(db, WAMID)

@@ -14,8 +14,8 @@ import pytest
 from notify_pipeline.emulator import EmulatorServer
 from notify_pipeline.engine.templates_store import upsert_templates
 from notify_pipeline.operations import templates
-from notify_pipeline_tests.engine_support import client_settings, enqueue, load_demo_templates
-from notify_pipeline_tests.service_support import APP_SECRET, running_service
+from notify_pipeline_tests.support.engine import client_settings, enqueue, load_demo_templates
+from notify_pipeline_tests.support.service import APP_SECRET, running_service
 
 WABA_ID = "102290129340398"
 OLD_PROMO = {

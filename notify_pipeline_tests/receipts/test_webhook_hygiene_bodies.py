@@ -12,7 +12,7 @@ import pytest
 
 from notify_pipeline.receipts.bounds import MAX_AGE, REPLACEMENT
 from notify_pipeline.whatsapp.webhooks import SIGNATURE_HEADER, sign
-from notify_pipeline_tests.receipt_support import (
+from notify_pipeline_tests.support.receipts import (
     inbound_item,
     preference_item,
     sent_awaiting_receipts,
@@ -20,7 +20,7 @@ from notify_pipeline_tests.receipt_support import (
     unix,
     webhook_body,
 )
-from notify_pipeline_tests.service_support import APP_SECRET, running_service
+from notify_pipeline_tests.support.service import APP_SECRET, running_service
 
 DAY = 86_400
 

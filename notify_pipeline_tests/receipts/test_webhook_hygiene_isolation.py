@@ -15,7 +15,7 @@ import pytest
 from notify_pipeline.db.connect import connect_async
 from notify_pipeline.receipts.ingest import DatabaseUnavailable, Ingestor, UnstorableBody
 from notify_pipeline.receipts.parse import Update, parse_body
-from notify_pipeline_tests.receipt_support import sent_awaiting_receipts, status_item, webhook_body
+from notify_pipeline_tests.support.receipts import sent_awaiting_receipts, status_item, webhook_body
 
 NUMBER = "+250788123456"
 

@@ -83,7 +83,7 @@ def test_the_weekly_cleanup_job_deletes_old_webhook_events(db, db_url, webhook_r
 def test_cli_cleanup_takes_the_webhook_window_and_refuses_one_shorter_than_metas_retries(
     db, db_url, webhook_rows
 ) -> None:
-    from notify_pipeline_tests.test_cli import cli
+    from notify_pipeline_tests.support.cli import cli
 
     env = {"NOTIFY_DATABASE_URL": db_url}
     short = cli("cleanup", "--webhook-days", str(MIN_KEEP_DAYS - 1), "--confirm", env=env)

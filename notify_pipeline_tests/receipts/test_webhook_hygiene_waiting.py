@@ -10,8 +10,8 @@ import time
 
 from notify_pipeline.db.connect import connect_async
 from notify_pipeline.receipts import waiting
-from notify_pipeline_tests.receipt_support import sent_awaiting_receipts
-from notify_pipeline_tests.service_support import running_service
+from notify_pipeline_tests.support.receipts import sent_awaiting_receipts
+from notify_pipeline_tests.support.service import running_service
 
 ORPHANS = 50_000
 

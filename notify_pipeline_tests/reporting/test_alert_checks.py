@@ -27,9 +27,9 @@ from notify_pipeline.defs.reporting.assets import notifications_table
 from notify_pipeline.defs.resources import QueueDatabase
 from notify_pipeline.reporting.alerts.catalog import BY_NAME
 from notify_pipeline.reporting.alerts.listing import firing_alerts, render_firing
-from notify_pipeline_tests.alert_support import FakeClock, add_rows, alert_rows, worker_start
-from notify_pipeline_tests.test_cli import cli
-from notify_pipeline_tests.test_definitions import load_workspace_definitions
+from notify_pipeline_tests.support.alerts import FakeClock, add_rows, alert_rows, worker_start
+from notify_pipeline_tests.support.cli import cli
+from notify_pipeline_tests.support.workspace import load_workspace_definitions
 
 CHECKS = """
 query Checks($key: AssetKeyInput!) {

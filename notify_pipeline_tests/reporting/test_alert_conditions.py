@@ -14,7 +14,7 @@ from notify_pipeline.reporting.alerts.codes import meaning
 from notify_pipeline.reporting.alerts.verdict import Verdict, duration
 from notify_pipeline.settings import sender_key
 from notify_pipeline.thresholds import DEFAULTS
-from notify_pipeline_tests.alert_support import add_rows, age_events, worker_start, worker_verdict
+from notify_pipeline_tests.support.alerts import add_rows, age_events, worker_start, worker_verdict
 
 SMALL = replace(
     DEFAULTS,

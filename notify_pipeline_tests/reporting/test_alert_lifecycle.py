@@ -14,7 +14,7 @@ from notify_pipeline.reporting.alerts import lifecycle
 from notify_pipeline.reporting.alerts.catalog import BY_NAME
 from notify_pipeline.reporting.alerts.sink import RecordOnly, WebhookSink
 from notify_pipeline.thresholds import DEFAULTS
-from notify_pipeline_tests.alert_support import (
+from notify_pipeline_tests.support.alerts import (
     FakeClock,
     add_rows,
     age_events,
@@ -22,8 +22,8 @@ from notify_pipeline_tests.alert_support import (
     worker_start,
     worker_verdict,
 )
-from notify_pipeline_tests.receipt_support import any_status_arrives, sent_awaiting_receipts
-from notify_pipeline_tests.support import free_port
+from notify_pipeline_tests.support.ports import free_port
+from notify_pipeline_tests.support.receipts import any_status_arrives, sent_awaiting_receipts
 
 SMALL = replace(
     DEFAULTS, queue_depth=5, failure_rate_min_volume=10, opt_outs_per_hour=2, throttled_per_minute=2

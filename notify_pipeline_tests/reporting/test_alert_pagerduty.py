@@ -25,8 +25,8 @@ from notify_pipeline.defs.resources import QueueDatabase
 from notify_pipeline.reporting.alerts import pagerduty
 from notify_pipeline.reporting.alerts.catalog import BY_NAME
 from notify_pipeline.reporting.alerts.sink import post_json
-from notify_pipeline_tests.alert_support import FakeClock, add_rows, alert_rows, worker_start
-from notify_pipeline_tests.support import free_port
+from notify_pipeline_tests.support.alerts import FakeClock, add_rows, alert_rows, worker_start
+from notify_pipeline_tests.support.ports import free_port
 
 ROUTING_KEY = "R0ut1ngK3y0000000000000000000042"  # PagerDuty's keys are 32 characters
 SEVERITIES = {"critical", "error", "warning", "info"}

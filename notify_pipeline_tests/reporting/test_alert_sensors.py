@@ -16,8 +16,14 @@ from notify_pipeline.defs.queue import jobs
 from notify_pipeline.defs.resources import QueueDatabase, WhatsAppCloudApi
 from notify_pipeline.reporting.alerts.catalog import BY_NAME
 from notify_pipeline.thresholds import DEFAULTS
-from notify_pipeline_tests.alert_support import FakeClock, add_rows, alert_rows, worker_start
-from notify_pipeline_tests.engine_support import enqueue_many, load_demo_templates
+from notify_pipeline_tests.support.alerts import (
+    FakeClock,
+    add_rows,
+    alert_resources,
+    alert_rows,
+    worker_start,
+)
+from notify_pipeline_tests.support.engine import enqueue_many, load_demo_templates
 
 TOKEN_PATH = "/services/T0001/B0002/s3cr3tT0k3n"
 
@@ -27,14 +33,6 @@ def webhook_url(webhook_receiver, monkeypatch) -> str:
     url = webhook_receiver.url.replace("/webhook", TOKEN_PATH)
     monkeypatch.setenv("NOTIFY_ALERT_WEBHOOK_URL", url)
     return url
-
-
-def alert_resources(db_url: str, **thresholds) -> dict:
-    return {
-        "queue_db": QueueDatabase(url=db_url),
-        "alert_thresholds": AlertThresholds(**thresholds),
-        "alert_sink": AlertSink(backoff_s=0),
-    }
 
 
 def test_definitions_register_seven_running_sensors_with_env_only_secrets() -> None:

@@ -9,7 +9,7 @@ import time
 
 from notify_pipeline.reporting.alerts.messages import compose
 from notify_pipeline.reporting.alerts.sink import RecordOnly, WebhookSink
-from notify_pipeline_tests.support import free_port
+from notify_pipeline_tests.support.ports import free_port
 
 PAYLOAD = compose(["test alert"], "footer")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +18,8 @@ from notify_pipeline.reporting.alerts import readings
 from notify_pipeline.reporting.alerts.catalog import BY_NAME
 from notify_pipeline.reporting.summary import day_window
 from notify_pipeline.thresholds import DEFAULTS
-from notify_pipeline_tests.test_cli import cli
+from notify_pipeline_tests.support.cli import cli
+from notify_pipeline_tests.support.paths import REPO_ROOT
 
 HOUR = 3600.0
 THRESHOLDS = replace(DEFAULTS, failure_rate_window_s=HOUR, failure_rate_min_volume=1, queue_depth=1)
@@ -204,7 +204,7 @@ def test_the_python_and_sql_classifications_agree(db) -> None:
 
 
 def test_the_readme_defines_each_figure_once() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (REPO_ROOT / "README.md").read_text()
     section = readme.split("## Figures", 1)[1].split("\n## ", 1)[0]
     for name in ("due", "waiting", "claimed", "oldest due", "sent", "failed", "filtered", "held", "expired"):
         assert sum(line.startswith(f"| {name} |") for line in section.splitlines()) == 1, name

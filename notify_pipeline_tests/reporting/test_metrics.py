@@ -21,7 +21,7 @@ from notify_pipeline.engine import operations, store
 from notify_pipeline.reporting import figures, metrics
 from notify_pipeline.reporting.metrics_sql import read_snapshot
 from notify_pipeline.whatsapp.errors import throttling_codes
-from notify_pipeline_tests.metrics_support import (
+from notify_pipeline_tests.support.metrics import (
     CLAIM,
     gateway,
     new,
@@ -31,7 +31,7 @@ from notify_pipeline_tests.metrics_support import (
     update,
     value,
 )
-from notify_pipeline_tests.support import free_port
+from notify_pipeline_tests.support.ports import free_port
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """`GET /metrics` on `notify-pipeline serve`'s metrics listener: real sends through the emulator,
 then an emergency stop, a resume, a retry of failed rows and a clean-up, with a scrape before and
 after each. Every counter and histogram must only go up, the exposition must parse, and the
-runbook's PromQL names must be there. (The listener's own port and cache: test_serve_metrics.py.)"""
+runbook's PromQL names must be there. (The listener's own port and cache: service/test_serve_metrics.py.)"""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from notify_pipeline.engine import operations
 from notify_pipeline.operations import retention
-from notify_pipeline_tests.engine_support import enqueue, load_demo_templates, run_drain, welcome
-from notify_pipeline_tests.service_support import Service, running_service
+from notify_pipeline_tests.support.engine import enqueue, load_demo_templates, run_drain, welcome
+from notify_pipeline_tests.support.service import Service, running_service
 
 Key = tuple[str, frozenset[tuple[str, str]]]
 # The runbook's series without _total: cumulative, exposed untyped under their exact names.

@@ -19,8 +19,8 @@ from notify_pipeline.reporting import metrics
 from notify_pipeline.reporting.alerts.catalog import BY_NAME
 from notify_pipeline.reporting.figures import OPT_OUT_CAUSES
 from notify_pipeline.thresholds import Thresholds
-from notify_pipeline_tests.metrics_support import samples
-from notify_pipeline_tests.service_support import running_service
+from notify_pipeline_tests.support.metrics import samples
+from notify_pipeline_tests.support.service import running_service
 
 NUMBER = "250788000003"
 

@@ -14,7 +14,7 @@ from notify_pipeline.reporting import metrics
 from notify_pipeline.reporting.figures import OPT_OUT_CAUSES
 from notify_pipeline.reporting.metrics_totals import DOMAIN_OUTCOMES, OUTCOMES
 from notify_pipeline.whatsapp.errors import CODES, throttling_codes
-from notify_pipeline_tests.metrics_support import (
+from notify_pipeline_tests.support.metrics import (
     CLAIM,
     Samples,
     deferred,

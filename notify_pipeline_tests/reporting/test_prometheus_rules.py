@@ -9,17 +9,17 @@ import json
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
-from notify_pipeline.reporting import metrics
 from notify_pipeline.reporting.alerts.catalog import ALERTS, HOUR_S, MINUTE_S
 from notify_pipeline.thresholds import DEFAULTS
-from notify_pipeline_tests.prometheus_scenarios import (
+from notify_pipeline_tests.support.metrics import produced_series
+from notify_pipeline_tests.support.paths import REPO_ROOT
+from notify_pipeline_tests.support.prometheus_scenarios import (
     READINGS,
+    REGENERATE,
     RULES,
     SCENARIOS,
     SCENARIOS_FILE,
@@ -28,8 +28,7 @@ from notify_pipeline_tests.prometheus_scenarios import (
     series,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-DASHBOARD = ROOT / "docs" / "grafana" / "notify-pipeline.json"
+DASHBOARD = REPO_ROOT / "docs" / "grafana" / "notify-pipeline.json"
 # PromQL functions and keywords the rules may use; anything else followed by "(" is a typo.
 FUNCTIONS = {
     "sum", "max", "min", "count", "avg", "rate", "increase", "time", "vector", "histogram_quantile",
@@ -55,19 +54,6 @@ def recorded() -> dict[str, str]:
 def dashboard_exprs() -> list[str]:
     board = json.loads(DASHBOARD.read_text())
     return [target["expr"] for panel in board["panels"] for target in panel["targets"]]
-
-
-def produced_series(db) -> set[str]:
-    """Every series name the exposition produces, from its families (present even at zero)."""
-    names = set()
-    for family in text_string_to_metric_families(metrics.render(db).decode()):
-        if family.type == "counter":
-            names.add(f"{family.name}_total")
-        elif family.type == "histogram":
-            names |= {f"{family.name}_{part}" for part in ("bucket", "sum", "count")}
-        else:
-            names.add(family.name)
-    return names
 
 
 def check_promql(expr: str) -> None:
@@ -119,8 +105,7 @@ def test_promtool_runs_the_scenarios() -> None:
 
 def test_the_scenario_file_is_generated_from_the_scenarios() -> None:
     assert SCENARIOS_FILE.read_text() == render(), (
-        "docs/prometheus/notify-pipeline-rules.test.yml is stale: run "
-        "`python -m notify_pipeline_tests.prometheus_scenarios > docs/prometheus/notify-pipeline-rules.test.yml`"
+        f"docs/prometheus/notify-pipeline-rules.test.yml is stale: run `{REGENERATE}`"
     )
 
 

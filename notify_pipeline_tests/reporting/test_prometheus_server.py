@@ -26,11 +26,11 @@ from notify_pipeline.db.connect import connect
 from notify_pipeline.reporting import metrics
 from notify_pipeline.reporting.alerts.catalog import BY_NAME
 from notify_pipeline.thresholds import DEFAULTS
-from notify_pipeline_tests.engine_support import enqueue, welcome
-from notify_pipeline_tests.metrics_support import samples
-from notify_pipeline_tests.prometheus_scenarios import RULES
-from notify_pipeline_tests.service_support import serve_process
-from notify_pipeline_tests.support import free_port
+from notify_pipeline_tests.support.engine import enqueue, welcome
+from notify_pipeline_tests.support.metrics import samples
+from notify_pipeline_tests.support.ports import free_port
+from notify_pipeline_tests.support.prometheus_scenarios import RULES
+from notify_pipeline_tests.support.service import serve_process
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(

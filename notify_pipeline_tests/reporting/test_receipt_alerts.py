@@ -15,15 +15,14 @@ from notify_pipeline.reporting.alerts.catalog import BY_NAME
 from notify_pipeline.reporting.alerts.sink import RecordOnly
 from notify_pipeline.reporting.alerts.verdict import Verdict
 from notify_pipeline.thresholds import DEFAULTS
-from notify_pipeline_tests.alert_support import FakeClock, add_rows, alert_rows
-from notify_pipeline_tests.receipt_support import (
+from notify_pipeline_tests.support.alerts import FakeClock, add_rows, alert_resources, alert_rows
+from notify_pipeline_tests.support.receipts import (
     any_status_arrives,
     give_message_id,
     receive,
     sent_awaiting_receipts,
     store_status,
 )
-from notify_pipeline_tests.test_alert_sensors import alert_resources
 
 SMALL = replace(DEFAULTS, failure_rate_min_volume=10)
 

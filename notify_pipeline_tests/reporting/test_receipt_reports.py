@@ -7,20 +7,19 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from notify_pipeline.reporting import metrics
 from notify_pipeline.reporting.summary import SUMMARY_COLUMNS
-from notify_pipeline_tests.metrics_support import samples, value
-from notify_pipeline_tests.receipt_support import give_message_id, receive
-from notify_pipeline_tests.test_prometheus_rules import produced_series
-from notify_pipeline_tests.test_reporting import add, kigali, materialize, table
+from notify_pipeline_tests.support.metrics import produced_series, samples, value
+from notify_pipeline_tests.support.paths import REPO_ROOT
+from notify_pipeline_tests.support.receipts import give_message_id, receive
+from notify_pipeline_tests.support.reporting import add, kigali, materialize, table
 
 DAY = (2026, 3, 1)
-DASHBOARD = Path(__file__).resolve().parents[1] / "docs" / "grafana" / "notify-pipeline.json"
+DASHBOARD = REPO_ROOT / "docs" / "grafana" / "notify-pipeline.json"
 
 
 def accepted(db, hour: int, domain: str, latency_s: float = 2.0):

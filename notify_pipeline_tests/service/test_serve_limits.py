@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from notify_pipeline.redact import mask_number
-from notify_pipeline_tests.service_support import ServeProcess, serve_process
+from notify_pipeline_tests.support.service import ServeProcess, serve_process
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from notify_pipeline_tests.service_support import serve_process
-from notify_pipeline_tests.support import free_port
+from notify_pipeline_tests.support.ports import free_port
+from notify_pipeline_tests.support.service import serve_process
 
 pytestmark = pytest.mark.slow
 

@@ -1,10 +1,14 @@
-"""Helpers for alert tests: a clock tests move by hand, and SQL that seeds each alert's condition."""
+"""Helpers for alert tests: a clock tests move by hand, the sensors' resources, and SQL that seeds
+each alert's condition."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+
+from notify_pipeline.defs.alerts.resources import AlertSink, AlertThresholds
+from notify_pipeline.defs.resources import QueueDatabase
 
 
 class FakeClock:
@@ -19,6 +23,16 @@ class FakeClock:
     def advance(self, seconds: float) -> datetime:
         self.now += timedelta(seconds=seconds)
         return self.now
+
+
+def alert_resources(db_url: str, **thresholds) -> dict:
+    """The alert sensors' resources on `db_url`: thresholds as given (defaults otherwise), a sink
+    that does not back off between retries."""
+    return {
+        "queue_db": QueueDatabase(url=db_url),
+        "alert_thresholds": AlertThresholds(**thresholds),
+        "alert_sink": AlertSink(backoff_s=0),
+    }
 
 
 def add_rows(

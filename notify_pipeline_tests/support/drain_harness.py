@@ -12,7 +12,7 @@ import psycopg
 
 from notify_pipeline.db.connect import connect
 from notify_pipeline.engine.drain_config import DrainReport
-from notify_pipeline_tests.engine_support import run_drain
+from notify_pipeline_tests.support.engine import run_drain
 
 
 class DrainThread:

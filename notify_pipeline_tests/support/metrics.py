@@ -1,4 +1,5 @@
-"""Helpers for the metrics tests: a seeded queue, exposition parsing, and a local Pushgateway."""
+"""Helpers for the metrics tests: a seeded queue, exposition parsing, the series names the exposition
+produces, and a local Pushgateway."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.types.json import Jsonb
 
-from notify_pipeline_tests.engine_support import enqueue, welcome
+from notify_pipeline.reporting import metrics
+from notify_pipeline_tests.support.engine import enqueue, welcome
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -131,6 +133,19 @@ def samples(text: str | bytes) -> Samples:
 
 def value(parsed: Samples, name: str, **labels: str) -> float:
     return parsed[(name, frozenset(labels.items()))]
+
+
+def produced_series(db) -> set[str]:
+    """Every series name the exposition produces, from its families (present even at zero)."""
+    names = set()
+    for family in text_string_to_metric_families(metrics.render(db).decode()):
+        if family.type == "counter":
+            names.add(f"{family.name}_total")
+        elif family.type == "histogram":
+            names |= {f"{family.name}_{part}" for part in ("bucket", "sum", "count")}
+        else:
+            names.add(family.name)
+    return names
 
 
 class Gateway:

@@ -11,8 +11,8 @@ it come both sides of the comparison:
 
 Each scenario also says by hand whether the alert fires; the sensor must agree with that, and
 `promtool test rules` must find the rule agreeing too. `render()` writes
-docs/prometheus/notify-pipeline-rules.test.yml (regenerate with
-`python -m notify_pipeline_tests.prometheus_scenarios > docs/prometheus/notify-pipeline-rules.test.yml`).
+docs/prometheus/notify-pipeline-rules.test.yml (regenerate with REGENERATE, run at the repository's
+top).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -36,10 +35,15 @@ from notify_pipeline.reporting.alerts.readings import (
 from notify_pipeline.reporting.metrics_sql import Snapshot
 from notify_pipeline.thresholds import DEFAULTS
 from notify_pipeline.whatsapp.errors import throttling_codes
+from notify_pipeline_tests.support.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-RULES = ROOT / "docs" / "prometheus" / "notify-pipeline-rules.yml"
+RULES = REPO_ROOT / "docs" / "prometheus" / "notify-pipeline-rules.yml"
 SCENARIOS_FILE = RULES.with_name("notify-pipeline-rules.test.yml")
+# The command that writes SCENARIOS_FILE, quoted in it and wherever it is said to be stale.
+REGENERATE = (
+    "python -m notify_pipeline_tests.support.prometheus_scenarios"
+    " > docs/prometheus/notify-pipeline-rules.test.yml"
+)
 # A series name in PromQL (not the middle of a recording rule's level:name:operation).
 SERIES = re.compile(r"(?<![:\w])(?:notify|notification)_[a-z0-9_]+\b(?!:)")
 HOUR_M, MINUTE_M = 60, 1  # the sensors' windows, in minutes: failures and opt-outs, throttling
@@ -327,10 +331,10 @@ def render() -> str:
     """The promtool test file for every scenario."""
     lines = [
         "# Scenarios for notify-pipeline-rules.yml, run by `promtool test rules` (.ci/run and",
-        "# notify_pipeline_tests/test_prometheus_rules.py). Generated from",
-        "# notify_pipeline_tests/prometheus_scenarios.py, where each scenario's expected alert is said by",
-        "# hand and checked against the alert sensor's verdict on the same figures; do not edit here:",
-        "#   python -m notify_pipeline_tests.prometheus_scenarios > docs/prometheus/notify-pipeline-rules.test.yml",
+        "# notify_pipeline_tests/reporting/test_prometheus_rules.py). Generated from",
+        "# notify_pipeline_tests/support/prometheus_scenarios.py, where each scenario's expected alert is",
+        "# said by hand and checked against the alert sensor's verdict on the same figures; do not edit:",
+        f"#   {REGENERATE}",
         "# One sample a minute from minute 0 (Prometheus' first scrape); a series that is absent (`_`)",
         "# is one the exporter does not show yet.",
         "rule_files: [notify-pipeline-rules.yml]",

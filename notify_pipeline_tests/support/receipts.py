@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from notify_pipeline_tests.alert_support import add_rows
+from notify_pipeline_tests.support.alerts import add_rows
 
 
 def give_message_id(conn: psycopg.Connection, notification_id: int) -> str:

@@ -19,7 +19,7 @@ from notify_pipeline.service.app import create_app
 from notify_pipeline.service.config import ServeLimits, ServiceConfig
 from notify_pipeline.service.protocol import LimitedHttpToolsProtocol
 from notify_pipeline.whatsapp.webhooks import SIGNATURE_HEADER, sign
-from notify_pipeline_tests.support import free_port
+from notify_pipeline_tests.support.ports import free_port
 
 APP_SECRET = "receiver-test-secret"
 VERIFY_TOKEN = "receiver-verify-token"

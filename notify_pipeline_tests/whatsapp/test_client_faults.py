@@ -15,8 +15,8 @@ import pytest
 from notify_pipeline.whatsapp.client import ClientSettings, CloudApiClient, failure_kind, network_error
 from notify_pipeline.whatsapp.errors import ErrorClass
 from notify_pipeline.whatsapp.messages import send_request, template_message
-from notify_pipeline_tests.engine_support import client_settings
-from notify_pipeline_tests.fault_proxy import FaultProxy
+from notify_pipeline_tests.support.engine import client_settings
+from notify_pipeline_tests.support.fault_proxy import FaultProxy
 
 TRANSPORTS = ["aiohttp", "httpx", "aiohttp-native"]
 TOKEN = "secret-token-must-not-leak"

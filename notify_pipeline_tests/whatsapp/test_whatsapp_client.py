@@ -12,9 +12,9 @@ from notify_pipeline.whatsapp import webhooks
 from notify_pipeline.whatsapp.client import ClientSettings, CloudApiClient, TemplateListError
 from notify_pipeline.whatsapp.errors import ErrorClass
 from notify_pipeline.whatsapp.messages import Button, send_request, template_message, text_message
-from notify_pipeline_tests.emulator_fixtures import EMULATOR_APP_SECRET
-from notify_pipeline_tests.engine_support import client_settings as settings_for
-from notify_pipeline_tests.support import free_port
+from notify_pipeline_tests.support.emulator_fixtures import EMULATOR_APP_SECRET
+from notify_pipeline_tests.support.engine import client_settings as settings_for
+from notify_pipeline_tests.support.ports import free_port
 
 
 async def send_all(settings: ClientSettings, payloads: list[dict]) -> list:
