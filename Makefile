@@ -39,7 +39,7 @@ audit: $(STAMP)
 constraints:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	{ sed -n '1,3p' $(CONSTRAINTS); $(BIN)/pip freeze --all --exclude-editable | grep -v '^#'; } > $(CONSTRAINTS).new
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 	@touch $(STAMP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.util import find_spec
 from typing import Any
 
 from notify_pipeline.emulator.config import DEFAULT_PHONE_NUMBER_ID
@@ -17,10 +18,11 @@ SECTIONS = (
     "ceiling",
     "faults",
     "pacing",
+    "peer",
 )
-# Sections that run only when named with --only: they take many minutes (faults: about 15,
-# pacing: about 5).
-ON_REQUEST = ("faults", "pacing")
+# Sections that run only when named with --only: they take minutes (faults: about 15,
+# pacing: about 5, peer: about 3).
+ON_REQUEST = ("faults", "pacing", "peer")
 DEFAULT_SECTIONS = tuple(section for section in SECTIONS if section not in ON_REQUEST)
 BENCH_TOKEN = "bench-token"
 # --quick: every measurement in miniature, for tests and a first look (about 20 s in all).
@@ -38,6 +40,7 @@ QUICK: dict[str, Any] = {
     "pacing_rows": 400,
     "storm_seconds": 30.0,
     "dev_restarts": 1,
+    "peer_transports": (),
 }
 
 
@@ -88,6 +91,14 @@ class BenchOptions:
     # storm this long against a serving drain. 0 leaves that part out.
     dev_restarts: int = 2
     storm_seconds: float = 600.0
+    # The peer (on request): `messages` notifications through the send path and through PgQueuer
+    # with aiohttp (the `bench` extra), this many in flight, at each of latencies_ms, alternating
+    # for this many rounds. The send path goes over the HTTP transport in use, then over these
+    # (WHATSAPP_HTTP_TRANSPORT's values) as well: httpx is left out, its 125 msg/s at 50 ms would
+    # take the section from about 3 minutes to 8.
+    peer_in_flight: int = 64
+    peer_rounds: int = 3
+    peer_transports: tuple[str, ...] = ("aiohttp-native", "aiohttp")
     sections: tuple[str, ...] = DEFAULT_SECTIONS
 
     def __post_init__(self) -> None:
@@ -105,6 +116,8 @@ class BenchOptions:
             "priority_otps",
             "ceiling_rows",
             "pacing_rows",
+            "peer_in_flight",
+            "peer_rounds",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -126,6 +139,8 @@ class BenchOptions:
         unknown = set(self.sections) - set(SECTIONS)
         if unknown:
             raise ValueError(f"unknown sections {sorted(unknown)}; known: {', '.join(SECTIONS)}")
+        if "peer" in self.sections and not all(find_spec(name) for name in ("pgqueuer", "asyncpg")):
+            raise ValueError("peer: PgQueuer is not installed: pip install -e '.[bench]'")
 
     @classmethod
     def preset(cls, *, quick: bool = False, **given: Any) -> BenchOptions:

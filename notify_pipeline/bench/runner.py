@@ -14,6 +14,7 @@ from notify_pipeline.bench import (
     faults,
     latency,
     pacing,
+    peer,
     pinning,
     priority,
     rate_limit,
@@ -51,6 +52,9 @@ def _settings(options: BenchOptions) -> dict[str, Any]:
         "pacing_inbound_share": options.pacing_inbound_share,
         "dev_restarts": options.dev_restarts,
         "storm_seconds": options.storm_seconds,
+        "peer_in_flight": options.peer_in_flight,
+        "peer_rounds": options.peer_rounds,
+        "peer_transports": list(options.peer_transports),
         "sections": list(options.sections),
     }
 
@@ -58,7 +62,16 @@ def _settings(options: BenchOptions) -> dict[str, Any]:
 def _sends(options: BenchOptions) -> bool:
     return any(
         options.runs(section)
-        for section in ("send_path", "rate_limit", "latency", "wakeup", "priority", "faults", "pacing")
+        for section in (
+            "send_path",
+            "rate_limit",
+            "latency",
+            "wakeup",
+            "priority",
+            "faults",
+            "pacing",
+            "peer",
+        )
     )
 
 
@@ -127,6 +140,14 @@ _AFTER_SEND_PATH: tuple[Measurement, ...] = (
         lambda o: f"a {o.pacing_rows:,}-row backlog at the tier {o.rate_per_s:g}/s, status webhooks on",
         pacing.measure,
     ),
+    (
+        "peer",
+        lambda o: (
+            f"the send path beside PgQueuer + aiohttp: {o.messages:,} messages, {o.peer_in_flight} in "
+            f"flight, {o.peer_rounds} alternating rounds"
+        ),
+        peer.measure,
+    ),
 )
 # Those that need no send endpoint.
 _WITHOUT_SENDS: tuple[Measurement, ...] = (
@@ -150,6 +171,10 @@ def _measure_each(
         if ctx.options.runs(section):
             progress(announce(ctx.options))
             results[section] = measure(ctx)
+            # A section's own summary table (the peer's), printed as it ends.
+            if isinstance(results[section], dict):
+                for line in results[section].get("table", ()):
+                    progress(line)
     return results
 
 

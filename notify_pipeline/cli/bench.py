@@ -76,7 +76,7 @@ class Sections(click.Choice):
     "sections",
     type=Sections(),
     multiple=True,
-    help="Run only these measurements (repeat). Default: all but faults and pacing, which run only when named.",
+    help="Run only these measurements (repeat). Default: all but faults, pacing and peer, which run only when named.",
 )
 @shown_default(
     "--pacing-rows",
@@ -141,6 +141,9 @@ def bench(quick: bool, base_url: str | None, token: str | None, no_pin: bool, **
                      --pacing-rows drained with the tier --rate (the emulator enforcing it), status
                      webhooks to `notify-pipeline serve` as under `dev`: achieved rate / tier, the
                      share of sends refused with 130429
+     10. peer       only with --only peer (about 3 minutes; needs the bench extra): the same
+                    --messages through the drain and through PgQueuer + aiohttp, 64 in flight,
+                    3 alternating rounds: msg/s, the ratio, CPU s per 1,000 messages
     Each target (the spec's, issue #9's) is checked under "targets". The full run takes about
     1.5 minutes.
 
