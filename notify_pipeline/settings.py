@@ -49,6 +49,7 @@ ENVIRONMENT: dict[str, str] = {
     "NOTIFICATION_WORKER_CRON_ENABLED": "false stops the sensor and any running send within a batch (kill switch).",
     "WHATSAPP_HTTP_TRANSPORT": "aiohttp-native (default: sends on a bare aiohttp session), aiohttp (httpx's API over aiohttp) or httpx: the transport of the Cloud API client's sends.",
     "NOTIFY_ALERT_WEBHOOK_URL": "Slack-compatible incoming webhook for alerts (secret). Unset: alerts are recorded only.",
+    "NOTIFY_DEFAULT_QUIET_HOURS": "Quiet hours of contacts without their own, in their time zone: START-END (e.g. 21:00-08:00) or off. Default 22:00-07:00.",
     "NOTIFY_MAX_DEFERRALS": "Overrides of the code table's bound on deferrals per throttling code, e.g. 131048=5,130429=200.",
     "NOTIFY_PAGERDUTY_ROUTING_KEY": "PagerDuty Events v2 routing key (secret): alerts trigger and resolve incidents. Unset: no paging.",
     "NOTIFY_PAGERDUTY_EVENTS_URL": "PagerDuty Events v2 endpoint. Default https://events.pagerduty.com/v2/enqueue.",
@@ -220,6 +221,14 @@ def _problem(name: str, value: str) -> str | None:
         from notify_pipeline.service.limits import limit_problem
 
         return limit_problem(name, value)
+    if name == "NOTIFY_DEFAULT_QUIET_HOURS":
+        from notify_pipeline.engine.quiet_hours import default_quiet_hours
+
+        try:
+            default_quiet_hours(value)
+        except ValueError as exc:
+            return str(exc)
+        return None
     if name == "NOTIFY_REPORT_TIMEZONE":
         from zoneinfo import ZoneInfo
 

@@ -27,6 +27,11 @@ from notify_pipeline.db.migrate import upgrade
 from notify_pipeline_tests.support.paths import REPO_ROOT
 from notify_pipeline_tests.support.ports import free_port
 
+# The product's default quiet hours (22:00-07:00 in the contact's zone) would make every test that
+# sends through a Dagster job or a run worker depend on the hour it runs at. Tests of quiet hours
+# set their windows (or this variable) themselves.
+os.environ.setdefault("NOTIFY_DEFAULT_QUIET_HOURS", "off")
+
 _names = itertools.count()
 _EMBEDDED: list[EmbeddedPostgres] = []  # the session's embedded server, when tests run on one
 

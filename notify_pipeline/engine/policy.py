@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
-from notify_pipeline.engine.quiet_hours import quiet_until
+from notify_pipeline.engine.quiet_hours import DEFAULT_TIMEZONE, default_quiet_hours, quiet_until
 from notify_pipeline.engine.row_json import UNREADABLE
 from notify_pipeline.engine.store import Contact
 from notify_pipeline.redact import scrub
@@ -78,8 +78,8 @@ class PolicyConfig:
     """Send-time rules that are configuration, not data."""
 
     # Quiet hours for contacts without preferences (None: no quiet hours for them).
-    default_quiet_hours: tuple[time, time] | None = (time(22), time(7))
-    default_timezone: str = "Africa/Kigali"
+    default_quiet_hours: tuple[time, time] | None = field(default_factory=default_quiet_hours)
+    default_timezone: str = DEFAULT_TIMEZONE
     # Templates whose quiet_hours_exempt is NULL: AUTHENTICATION (one-time codes) goes out at night.
     exempt_categories: frozenset[str] = frozenset({"AUTHENTICATION"})
     # How long a row of a paused template waits before it is looked at again.

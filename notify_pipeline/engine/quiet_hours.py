@@ -16,9 +16,61 @@ The instant returned is never inside the window, so a row deferred to it is not 
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
+
+# Quiet hours of contacts without their own, in their time zone; NOTIFY_DEFAULT_QUIET_HOURS
+# overrides them (START-END, or off).
+DEFAULT_QUIET_HOURS = (time(22), time(7))
+DEFAULT_QUIET_HOURS_ENV = "NOTIFY_DEFAULT_QUIET_HOURS"
+DEFAULT_TIMEZONE = "Africa/Kigali"  # of contacts without preferences
+OFF = ("off", "none")
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_hhmm(value: str) -> time:
+    match = _HHMM.match((value or "").strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a time of day: use HH:MM on a 24-hour clock, e.g. 22:00")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+def window(start: str | None, end: str | None) -> tuple[time, time] | None:
+    """Both ends (HH:MM) or neither; a window must not be empty (start equal to end)."""
+    if start is None and end is None:
+        return None
+    if start is None or end is None:
+        raise ValueError("give both ends of the quiet hours (start and end, e.g. 22:00 and 07:00) or neither")
+    bounds = parse_hhmm(start), parse_hhmm(end)
+    if bounds[0] == bounds[1]:
+        raise ValueError(f"quiet hours {start}-{end} start and end at the same time: give a real window")
+    return bounds
+
+
+def parse_window(spec: str) -> tuple[time, time]:
+    """'22:00-07:00' (a window may cross midnight)."""
+    parts = (spec or "").split("-")
+    if len(parts) != 2:
+        raise ValueError(f"{spec!r} is not a quiet-hours window: use START-END, e.g. 22:00-07:00")
+    bounds = window(parts[0], parts[1])
+    assert bounds is not None
+    return bounds
+
+
+def default_quiet_hours(raw: str | None = None) -> tuple[time, time] | None:
+    """NOTIFY_DEFAULT_QUIET_HOURS (or `raw`): START-END, or off for none; unset: 22:00-07:00."""
+    raw = (os.environ.get(DEFAULT_QUIET_HOURS_ENV, "") if raw is None else raw).strip()
+    if not raw:
+        return DEFAULT_QUIET_HOURS
+    if raw.lower() in OFF:
+        return None
+    try:
+        return parse_window(raw)
+    except ValueError as exc:
+        raise ValueError(f"{DEFAULT_QUIET_HOURS_ENV}: {exc}, or off") from None
 
 
 @lru_cache(maxsize=1024)

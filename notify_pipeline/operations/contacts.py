@@ -9,6 +9,8 @@ records an observability event with the actor and counts; numbers appear only ma
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, time
 from typing import Any
@@ -16,15 +18,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 
+from notify_pipeline.engine import quiet_hours as quiet
 from notify_pipeline.engine.operations import record
+from notify_pipeline.engine.quiet_hours import DEFAULT_QUIET_HOURS, DEFAULT_TIMEZONE
 
-DEFAULT_QUIET_HOURS = (time(22), time(7))
-DEFAULT_TIMEZONE = "Africa/Kigali"
 # notify_is_valid_timezone's rule (migration 0001): Area/Location, or UTC.
 _IANA = re.compile(
     r"^(Africa|America|Antarctica|Arctic|Asia|Atlantic|Australia|Europe|Indian|Pacific|Etc)(/[A-Za-z0-9_+-]+)+$"
 )
-_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
 class ContactError(ValueError):
@@ -55,34 +56,30 @@ def validate_timezone(name: str) -> str:
 
 
 def parse_hhmm(value: str) -> time:
-    match = _HHMM.match((value or "").strip())
-    if not match:
-        raise ContactError(f"{value!r} is not a time of day: use HH:MM on a 24-hour clock, e.g. 22:00")
-    return time(int(match.group(1)), int(match.group(2)))
+    with _as_contact_error():
+        return quiet.parse_hhmm(value)
 
 
 def quiet_hours(start: str | None, end: str | None) -> tuple[time, time] | None:
     """Both ends (HH:MM) or neither; a window must not be empty (start equal to end)."""
-    if start is None and end is None:
-        return None
-    if start is None or end is None:
-        raise ContactError(
-            "give both ends of the quiet hours (start and end, e.g. 22:00 and 07:00) or neither"
-        )
-    window = parse_hhmm(start), parse_hhmm(end)
-    if window[0] == window[1]:
-        raise ContactError(f"quiet hours {start}-{end} start and end at the same time: give a real window")
-    return window
+    with _as_contact_error():
+        return quiet.window(start, end)
 
 
 def parse_window(spec: str) -> tuple[time, time]:
     """'22:00-07:00' (a window may cross midnight)."""
-    parts = (spec or "").split("-")
-    if len(parts) != 2:
-        raise ContactError(f"{spec!r} is not a quiet-hours window: use START-END, e.g. 22:00-07:00")
-    window = quiet_hours(parts[0], parts[1])
-    assert window is not None
-    return window
+    with _as_contact_error():
+        return quiet.parse_window(spec)
+
+
+@contextmanager
+def _as_contact_error() -> Iterator[None]:
+    try:
+        yield
+    except ContactError:
+        raise
+    except ValueError as exc:
+        raise ContactError(str(exc)) from None
 
 
 def normalize(conn: psycopg.Connection, raw: str) -> str:

@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notify_pipeline.engine.quiet_hours import in_window, quiet_until
+from notify_pipeline.engine.policy import PolicyConfig
+from notify_pipeline.engine.quiet_hours import DEFAULT_QUIET_HOURS_ENV, in_window, quiet_until
+from notify_pipeline.settings import environment_problems
 
 NIGHT = (time(22), time(7))
 
@@ -104,3 +106,20 @@ def test_deferral_lands_at_the_windows_end_in_the_contacts_zone(now, tz, start, 
     if until - now > timedelta(minutes=2):
         minute_before = (until - timedelta(minutes=1)).astimezone(ZoneInfo(tz)).time().replace(tzinfo=None)
         assert in_window(minute_before, start, end)
+
+
+def test_the_default_window_is_a_setting(monkeypatch) -> None:
+    """NOTIFY_DEFAULT_QUIET_HOURS: unset 22:00-07:00, a window, or off; a bad value is named."""
+    monkeypatch.delenv(DEFAULT_QUIET_HOURS_ENV, raising=False)
+    assert PolicyConfig().default_quiet_hours == (time(22), time(7))
+    monkeypatch.setenv(DEFAULT_QUIET_HOURS_ENV, "21:30-08:00")
+    assert PolicyConfig().default_quiet_hours == (time(21, 30), time(8))
+    monkeypatch.setenv(DEFAULT_QUIET_HOURS_ENV, "Off")
+    assert PolicyConfig().default_quiet_hours is None
+    monkeypatch.setenv(DEFAULT_QUIET_HOURS_ENV, "10pm-7am")
+    (problem,) = environment_problems((DEFAULT_QUIET_HOURS_ENV,))
+    assert (
+        problem.startswith("NOTIFY_DEFAULT_QUIET_HOURS: '10pm' is not a time of day") and "or off" in problem
+    )
+    with pytest.raises(ValueError, match="NOTIFY_DEFAULT_QUIET_HOURS"):
+        PolicyConfig()
