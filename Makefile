@@ -26,7 +26,7 @@ lint: $(STAMP)
 
 ## Lint, then the test suite on a real PostgreSQL (embedded, or NOTIFY_TEST_DATABASE_URL)
 test: lint
-	@$(BIN)/pytest; status=$$?; \
+	@$(BIN)/pytest -n 2 --durations=25; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure here" >&2; fi; \
 	exit $$status
 
