@@ -153,7 +153,8 @@ def test_deferred_rows_grouped_by_reason_with_a_sample(db) -> None:
     assert report.notes == ("8 waiting",)
 
 
-def test_quiet_hours_violations_in_each_contacts_own_zone_and_window(db) -> None:
+def test_quiet_hours_violations_in_each_contacts_own_zone_and_window(db, monkeypatch) -> None:
+    monkeypatch.delenv("NOTIFY_DEFAULT_QUIET_HOURS")  # the product's default window, 22:00-07:00
     contact(db, "+12125550101", "America/New_York", ("22:00", "07:00"))
     contact(db, "+250788000401", "Africa/Kigali", ("22:00", "07:00"))
     contact(db, "+13105550102", "America/Los_Angeles", ("22:00", "07:00"))

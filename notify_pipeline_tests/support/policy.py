@@ -6,12 +6,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, time
 
 from notify_pipeline.engine.policy import PolicyConfig
+from notify_pipeline.engine.quiet_hours import DEFAULT_QUIET_HOURS
 from notify_pipeline.engine.store import Contact
 from notify_pipeline.whatsapp.messages import template_message
 
 NIGHT_IN_KIGALI = datetime(2026, 3, 1, 21, 30, tzinfo=UTC)  # 23:30 in Kigali
 DAY_IN_KIGALI = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
-CONFIG = PolicyConfig()
+# The product's default window stated, not read from the environment (the suite sets it off).
+CONFIG = PolicyConfig(default_quiet_hours=DEFAULT_QUIET_HOURS)
 
 
 def template(name="welcome_message", status="APPROVED", category="UTILITY", variables=("name",), **extra):
