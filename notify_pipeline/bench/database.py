@@ -8,7 +8,7 @@ state and leaves nothing behind. The user needs CREATEDB.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
@@ -28,15 +28,18 @@ def scratch_name() -> str:
 
 
 @contextmanager
-def scratch_database(server_url: str, name: str | None = None) -> Iterator[str]:
-    """Create, migrate and yield a new database on the server of `server_url`; drop it afterwards."""
+def scratch_database(
+    server_url: str, name: str | None = None, prepare: Callable[[str], object] = upgrade
+) -> Iterator[str]:
+    """Create a new database on the server of `server_url`, `prepare` it (by default: migrate it
+    to the queue schema) and yield its URL; drop it afterwards."""
     name = name or scratch_name()
     _drop(server_url, name)  # left over by a run that was killed
     with psycopg.connect(urls.libpq(server_url), autocommit=True, connect_timeout=10) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = urls.with_database(server_url, name)
     try:
-        upgrade(url)
+        prepare(url)
         yield url
     finally:
         _drop(server_url, name)

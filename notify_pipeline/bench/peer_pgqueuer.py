@@ -24,8 +24,8 @@ from typing import Any
 
 import aiohttp
 import psycopg
-from psycopg import sql
 
+from notify_pipeline.bench.database import scratch_database
 from notify_pipeline.db import urls
 from notify_pipeline.whatsapp.client import ClientSettings
 
@@ -56,21 +56,10 @@ def describe() -> str:
 @contextmanager
 def peer_database(server_url: str) -> Iterator[str]:
     """A fresh database beside the bench's with PgQueuer's schema installed; dropped afterwards."""
-    name = f"notify_bench_peer_{os.getpid()}"
-    _drop(server_url, name)
-    with psycopg.connect(urls.libpq(server_url), autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = urls.libpq(urls.with_database(server_url, name))
-    try:
-        asyncio.run(_install(url))
-        yield url
-    finally:
-        _drop(server_url, name)
-
-
-def _drop(server_url: str, name: str) -> None:
-    with psycopg.connect(urls.libpq(server_url), autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_database(
+        server_url, f"notify_bench_peer_{os.getpid()}", lambda url: asyncio.run(_install(urls.libpq(url)))
+    ) as url:
+        yield urls.libpq(url)
 
 
 async def _connect(url: str) -> tuple[Any, Any]:
