@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import psycopg
 
+from notify_pipeline.engine import queries
 from notify_pipeline.engine.drain_config import worker_enabled
 from notify_pipeline.engine.holds import active_hold
 from notify_pipeline.engine.operations import paused
@@ -34,21 +35,11 @@ def drains_of_runs(conn: psycopg.Connection, run_ids: Sequence[str]) -> list[Wor
     """The drain registry rows of these runs, aged by the database's clock."""
     if not run_ids:
         return []
-    rows = conn.execute(
-        "SELECT run_id, extract(epoch FROM now() - heartbeat_at)::float, "
-        "extract(epoch FROM lifetime_ends_at - now())::float, ended_at IS NOT NULL, "
-        "EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = w.backend_pid AND l.locktype = 'advisory' "
-        "AND l.granted) FROM send_workers w WHERE run_id = ANY(%s)",
-        (list(run_ids),),
-    ).fetchall()
+    rows = conn.execute(queries.drains_of_runs, (list(run_ids),)).fetchall()
     return [WorkerState(*row) for row in rows]
 
 
 def stale_claims(conn: psycopg.Connection, lease_s: float) -> bool:
     """Is some queued row claimed longer ago than the lease (its drain died holding it)?"""
-    row = conn.execute(
-        "SELECT 1 FROM notifications WHERE status = 'queued' "
-        "AND locked_at < now() - make_interval(secs => %s) LIMIT 1",
-        (lease_s,),
-    ).fetchone()
+    row = conn.execute(queries.stale_claim_exists, (lease_s,)).fetchone()
     return row is not None

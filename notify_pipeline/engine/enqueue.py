@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from notify_pipeline.engine import queries
 from notify_pipeline.whatsapp.messages import template_message
 
 
@@ -16,7 +17,7 @@ def enqueue(
 ) -> int:
     """Validate and queue one message; psycopg.errors.InvalidParameterValue says what is wrong."""
     return conn.execute(
-        "SELECT queueNotification(%s, %s)", (Jsonb(dict(message)), Jsonb(dict(meta or {})))
+        queries.queue_notification, (Jsonb(dict(message)), Jsonb(dict(meta or {})))
     ).fetchone()[0]
 
 

@@ -13,6 +13,8 @@ from datetime import datetime
 import psycopg
 from psycopg.types.json import Jsonb
 
+from notify_pipeline.engine import queries
+
 
 @dataclass(frozen=True)
 class Hold:
@@ -26,11 +28,7 @@ class Hold:
 # The events a hold records (alerts read them): one per refusal that stopped a drain.
 HOLD_EVENTS = {"auth": "NOTIFY_AUTH_FAILURE", "account": "NOTIFY_ACCOUNT_FAILURE"}
 
-SET_HOLD = """
-INSERT INTO sender_holds (sender, kind, code, reason, set_by) VALUES (%s, %s, %s, %s, %s)
-ON CONFLICT (sender) DO UPDATE SET kind = EXCLUDED.kind, code = EXCLUDED.code, reason = EXCLUDED.reason,
-                                   since = now(), set_by = EXCLUDED.set_by
-"""
+SET_HOLD = queries.set_hold
 
 
 async def set_hold_async(
@@ -40,7 +38,7 @@ async def set_hold_async(
     actor = f"send:{worker}"
     await conn.execute(SET_HOLD, (sender, kind, code, reason, actor))
     await conn.execute(
-        "INSERT INTO observability_events (event_type, details) VALUES (%s, %s)",
+        queries.record_event,
         (
             HOLD_EVENTS[kind],
             Jsonb({"sender": sender, "kind": kind, "error": reason, "code": code, "worker": worker}),
@@ -49,22 +47,17 @@ async def set_hold_async(
 
 
 def active_hold(conn: psycopg.Connection, sender: str) -> Hold | None:
-    row = conn.execute(
-        "SELECT sender, kind, code, reason, since FROM sender_holds WHERE sender = %s", (sender,)
-    ).fetchone()
+    row = conn.execute(queries.active_hold, (sender,)).fetchone()
     return Hold(*row) if row else None
 
 
 def lift_hold(conn: psycopg.Connection, sender: str, reason: str, actor: str) -> Hold | None:
     """Lift the sender's hold; returns what was lifted (None: there was none)."""
     with conn.transaction():
-        row = conn.execute(
-            "DELETE FROM sender_holds WHERE sender = %s RETURNING sender, kind, code, reason, since",
-            (sender,),
-        ).fetchone()
+        row = conn.execute(queries.lift_hold, (sender,)).fetchone()
         if row:
             conn.execute(
-                "INSERT INTO observability_events (event_type, details) VALUES (%s, %s)",
+                queries.record_event,
                 (
                     "NOTIFY_SENDER_RELEASED",
                     Jsonb({"sender": sender, "kind": row[1], "reason": reason, "actor": actor}),

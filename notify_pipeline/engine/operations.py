@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from notify_pipeline.engine import queries
 from notify_pipeline.engine.holds import Hold, active_hold, lift_hold
 from notify_pipeline.whatsapp.errors import never_retry_codes
 
@@ -22,19 +23,14 @@ EMERGENCY_STOP_MESSAGE = "Emergency stop - manual intervention"
 
 
 def record(conn: psycopg.Connection, event_type: str, details: dict[str, Any]) -> None:
-    conn.execute(
-        "INSERT INTO observability_events (event_type, details) VALUES (%s, %s)", (event_type, Jsonb(details))
-    )
+    conn.execute(queries.record_event, (event_type, Jsonb(details)))
 
 
 def sweep_locks(conn: psycopg.Connection, older_than: timedelta) -> int:
     """Release claims older than `older_than` (a dead worker's rows). The rows keep their own
     next_attempt_at, so they are due at once if that has passed, not a lease later."""
     with conn.transaction():
-        cur = conn.execute(
-            "UPDATE notifications SET locked_at = NULL WHERE status = 'queued' AND locked_at < now() - %s",
-            (older_than,),
-        )
+        cur = conn.execute(queries.sweep_stale_locks, (older_than,))
         released = cur.rowcount
         record(conn, "NOTIFY_LOCKS_SWEPT", {"released": released, "older_than_s": older_than.total_seconds()})
     return released
@@ -127,6 +123,8 @@ def retry_failed(conn: psycopg.Connection, selection: RetryFilter, *, dry_run: b
     Opted-out contacts' rows stay failed: retrying them would message someone who said stop. So
     do, unless `selection.include_permanent`, rows an opt-out cancelled (even if the contact opted
     back in: mark_opted_in leaves them cancelled), expired rows and never-retry codes."""
+    # The one SQL of the engine built in Python rather than named in queries.sql: its WHERE clause
+    # and the reason a row is left alone depend on which filters the operator gave.
     where, params = selection.where()
     reason, reason_params = _left_reason(selection.include_permanent)
     with conn.transaction():
@@ -164,15 +162,12 @@ def _filter_details(selection: RetryFilter) -> dict[str, Any]:
 def set_paused(conn: psycopg.Connection, paused: bool, reason: str, actor: str) -> None:
     """The database kill switch: every worker and the sensor stop while it is set."""
     with conn.transaction():
-        conn.execute(
-            "UPDATE queue_control SET paused = %s, reason = %s, changed_at = now(), changed_by = %s",
-            (paused, reason, actor),
-        )
+        conn.execute(queries.set_paused, (paused, reason, actor))
         record(conn, "NOTIFY_PAUSED" if paused else "NOTIFY_RESUMED", {"reason": reason, "actor": actor})
 
 
 def paused(conn: psycopg.Connection) -> tuple[bool, str | None]:
-    row = conn.execute("SELECT paused, reason FROM queue_control").fetchone()
+    row = conn.execute(queries.paused).fetchone()
     return (bool(row[0]), row[1]) if row else (False, None)
 
 
@@ -182,11 +177,7 @@ def emergency_stop(conn: psycopg.Connection, reason: str, actor: str) -> int:
     sending right now are left to finish; the pause stops that worker within a batch."""
     with conn.transaction():
         set_paused(conn, True, reason, actor)
-        cur = conn.execute(
-            "UPDATE notifications SET status = 'failed', last_error_code = %s, error_message = %s "
-            "WHERE status = 'queued' AND locked_at IS NULL",
-            (EMERGENCY_STOP_CODE, EMERGENCY_STOP_MESSAGE),
-        )
+        cur = conn.execute(queries.emergency_stop_rows, (EMERGENCY_STOP_CODE, EMERGENCY_STOP_MESSAGE))
         stopped = cur.rowcount
         record(conn, "NOTIFY_EMERGENCY_STOP", {"stopped": stopped, "reason": reason, "actor": actor})
     return stopped
@@ -196,11 +187,7 @@ def resume(conn: psycopg.Connection, reason: str, actor: str) -> int:
     """Lift the pause and queue again every row the emergency stop held, whatever its age. Each row
     keeps its retry count and its own due time."""
     with conn.transaction():
-        cur = conn.execute(
-            "UPDATE notifications SET status = 'queued', last_error_code = NULL, error_message = NULL "
-            "WHERE status = 'failed' AND last_error_code = %s",
-            (EMERGENCY_STOP_CODE,),
-        )
+        cur = conn.execute(queries.resume_stopped_rows, (EMERGENCY_STOP_CODE,))
         resumed = cur.rowcount
         set_paused(conn, False, reason, actor)
         record(conn, "NOTIFY_EMERGENCY_RESUME", {"requeued": resumed, "reason": reason, "actor": actor})
@@ -250,10 +237,7 @@ def resume_sending(conn: psycopg.Connection, sender: str, reason: str, actor: st
         lifted = lift_hold(conn, sender, reason, actor)
         return Resumed(sender, True, lifted=lifted, still_paused=pause_reason if is_paused else None)
     held = active_hold(conn, sender)
-    stopped = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM notifications WHERE status = 'failed' AND last_error_code = %s)",
-        (EMERGENCY_STOP_CODE,),
-    ).fetchone()[0]
+    stopped = conn.execute(queries.stopped_rows_exist, (EMERGENCY_STOP_CODE,)).fetchone()[0]
     if not is_paused and not stopped and held is not None:
         return Resumed(sender, False, still_held=held)  # nothing of the stop's to undo: say what is
     return Resumed(sender, False, resume(conn, reason, actor), is_paused, still_held=held)

@@ -18,13 +18,14 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from notify_pipeline.engine import queries
 from notify_pipeline.redact import scrub
 
 # Key set on a row or a template whose JSON could not be read: why, in one line.
 UNREADABLE = "unreadable"
 # Deepest nesting of a payload the drain takes. queueNotification lets 18 levels through; Python
 # decodes about 1,000 but the payload is encoded again to be POSTed, deeper in the stack, so the
-# claim flags anything deeper than this before Python parses it (see claim.py).
+# claim flags anything deeper than this before Python parses it (queries.sql, claim_batch).
 MAX_DEPTH = 32
 _JSON_NAMES = {dict: "an object", list: "an array"}
 
@@ -80,12 +81,7 @@ def read_rows(rows: Iterable[dict[str, Any]], columns: Mapping[str, type]) -> li
     return decoded
 
 
-TEMPLATES = """
-SELECT template_name, language, category, approval_status, is_active, parameter_format,
-       variables::text AS variables, components::text AS components, retry_policy::text AS retry_policy,
-       quiet_hours_exempt
-  FROM whatsapp_templates
-"""
+TEMPLATES = queries.template_registry
 TEMPLATE_JSON = {"variables": list, "components": list, "retry_policy": dict}
 
 

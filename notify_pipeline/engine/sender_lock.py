@@ -14,6 +14,8 @@ from collections.abc import Callable
 import psycopg
 from psycopg import errors
 
+from notify_pipeline.engine import queries
+
 QUEUE_CHANNEL = "notify_queue"
 LOCK_WAIT_SLICE_S = 5.0
 CONTROL_CHANNEL = "notify_control"
@@ -31,13 +33,7 @@ def _lock_parts(sender: str) -> tuple[int, int]:
     return key >> 32, key & 0xFFFFFFFF
 
 
-LOCK_HELD = """
-SELECT EXISTS (
-    SELECT 1 FROM pg_locks
-     WHERE locktype = 'advisory' AND granted AND objsubid = 1
-       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-       AND classid = %s::bigint::oid AND objid = %s::bigint::oid)
-"""
+LOCK_HELD = queries.sender_lock_held
 
 
 def lock_held(conn: psycopg.Connection, sender: str) -> bool:
@@ -57,20 +53,20 @@ class SenderControl:
         A successor waits in PostgreSQL's lock queue (in slices, under `lock_timeout`), so it is
         granted the lock the moment its predecessor releases it, not at its next try."""
         key = lock_key(self.sender)
-        cur = await self.conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+        cur = await self.conn.execute(queries.try_sender_lock, (key,))
         if (await cur.fetchone())[0]:
             return True
         deadline = time.monotonic() + wait_s
         while (left := deadline - time.monotonic()) > 0:
             slice_ms = max(1, int(min(left, LOCK_WAIT_SLICE_S) * 1000))
             try:
-                await self.conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{slice_ms}ms",))
-                await self.conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+                await self.conn.execute(queries.set_lock_timeout, (f"{slice_ms}ms",))
+                await self.conn.execute(queries.wait_sender_lock, (key,))
                 return True
             except errors.LockNotAvailable:
                 continue
             finally:
-                await self.conn.execute("SELECT set_config('lock_timeout', '0', false)")
+                await self.conn.execute(queries.clear_lock_timeout)
         return False
 
     async def release(self) -> None:
@@ -78,6 +74,7 @@ class SenderControl:
         await self.conn.close()
 
     async def listen(self) -> None:
+        # Built here, not in queries.sql: the channel names are the constants wait() compares against.
         await self.conn.execute(f"LISTEN {QUEUE_CHANNEL}")
         await self.conn.execute(f"LISTEN {CONTROL_CHANNEL}")
 

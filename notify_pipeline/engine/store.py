@@ -1,4 +1,5 @@
-"""The engine's SQL: claim a batch, read what decisions need, write results back in one statement.
+"""The engine's queue reads and writes: read what decisions need, write results back in one statement
+(the SQL itself, claim included, is named in queries.sql).
 
 Claims commit before any HTTP call (a transaction is never held open across a send), and results
 are written conditionally: a failure or deferral only lands while this worker still holds the row,
@@ -15,60 +16,12 @@ from typing import Any
 
 import psycopg
 
-# Meta's answer time of each send (Outcome.latency_s) goes to its histogram in the same statement
-# (a data-modifying CTE): the observations land exactly when the results do. A request that never
-# left (`connection`) had no answer to time.
-WRITE_RESULTS = """
-WITH answered AS (
-    INSERT INTO notify_histograms AS h (name, labels, bucket_le, count, sum)
-    SELECT 'meta_answer',
-           jsonb_build_object('answer', CASE WHEN a.status = 'sent' THEN 'accepted' ELSE 'error' END),
-           notify_bucket('meta_answer', a.latency_s), count(*), sum(a.latency_s)
-      FROM unnest(%(statuses)s::text[], %(codes)s::text[], %(latencies)s::float8[])
-           AS a(status, error_code, latency_s)
-     WHERE a.latency_s IS NOT NULL AND a.error_code IS DISTINCT FROM 'connection'
-     GROUP BY 1, 2, 3
-     ORDER BY 1, 2, 3
-    ON CONFLICT (name, labels, bucket_le)
-    DO UPDATE SET count = h.count + EXCLUDED.count, sum = h.sum + EXCLUDED.sum, updated_at = now()
-)
-UPDATE notifications n
-   SET status = r.status,
-       retry_count = r.retry_count,
-       deferral_count = r.deferral_count,
-       next_attempt_at = CASE WHEN r.status = 'queued' THEN r.next_attempt_at END,
-       error_message = r.error_message,
-       last_error_code = r.error_code,
-       wa_message_id = coalesce(r.wa_message_id, n.wa_message_id),
-       sent_at = CASE WHEN r.status = 'sent' THEN now() ELSE n.sent_at END,
-       locked_at = NULL
-  FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(retries)s::int[], %(deferrals)s::int[],
-              %(due)s::timestamptz[], %(messages)s::text[], %(codes)s::text[], %(wamids)s::text[])
-       AS r(id, status, retry_count, deferral_count, next_attempt_at, error_message, error_code, wa_message_id)
- WHERE n.id = r.id
-   AND CASE WHEN r.status = 'sent' THEN n.status <> 'sent'
-            ELSE n.status = 'queued' AND n.locked_by = %(worker)s END
-"""
+from notify_pipeline.engine import queries
 
-# Give rows back, whatever their status: a queued row becomes claimable again (no attempt used);
-# a row someone stopped or cancelled while we held it loses our lock, so that resuming it later
-# (the runbook's resume SQL does not touch locked_at) does not leave it locked by a live drain.
-RELEASE = """
-UPDATE notifications SET locked_at = NULL
- WHERE id = ANY(%(ids)s) AND locked_by = %(worker)s AND locked_at IS NOT NULL
-"""
-
-# Which of the rows a drain holds may still be sent: still queued under its claim, the contact not
-# opted out, the template (if any) still approved and switched on.
-STILL_SENDABLE = """
-SELECT n.id FROM notifications n
-  LEFT JOIN contact_preferences c ON c.wa_id = n.to_wa_id
-  LEFT JOIN whatsapp_templates t
-         ON t.template_name = n.template_name AND t.language = coalesce(n.language, 'en')
- WHERE n.id = ANY(%(ids)s) AND n.status = 'queued' AND n.locked_by = %(worker)s
-   AND n.locked_at IS NOT NULL AND NOT coalesce(c.opted_out, false)
-   AND (n.template_name IS NULL OR (t.is_active AND t.approval_status = 'APPROVED'))
-"""
+# The statements, with why each reads as it does, are in queries.sql.
+WRITE_RESULTS = queries.write_results
+RELEASE = queries.release_claims
+STILL_SENDABLE = queries.still_sendable
 
 
 @dataclass(frozen=True)
@@ -167,19 +120,11 @@ async def hold_templates(conn: psycopg.AsyncConnection, keys: Sequence[tuple[str
     """Meta answered 132015/132016 for these (name, language): mark them paused until a sync or a
     template webhook says otherwise, so their rows are held rather than failed."""
     for name, language in set(keys):
-        await conn.execute(
-            "UPDATE whatsapp_templates SET approval_status = 'PAUSED' WHERE template_name = %s "
-            "AND language = %s AND approval_status = 'APPROVED'",
-            (name, language),
-        )
+        await conn.execute(queries.pause_template, (name, language))
 
 
 async def contacts(conn: psycopg.AsyncConnection, wa_ids: Sequence[str]) -> dict[str, Contact]:
-    cur = await conn.execute(
-        "SELECT wa_id, opted_out, quiet_hours_start, quiet_hours_end, timezone, marketing_opted_out, "
-        "last_inbound_at FROM contact_preferences WHERE wa_id = ANY(%s)",
-        (list(set(wa_ids)),),
-    )
+    cur = await conn.execute(queries.contact_preferences, (list(set(wa_ids)),))
     return {wa_id: Contact(*rest) for wa_id, *rest in await cur.fetchall()}
 
 
@@ -187,11 +132,7 @@ async def recent_sends(
     conn: psycopg.AsyncConnection, wa_ids: Sequence[str], window_s: float
 ) -> dict[str, int]:
     """Messages sent to each recipient in the last `window_s` seconds (seeds the pair limiter)."""
-    cur = await conn.execute(
-        "SELECT to_wa_id, count(*) FROM notifications WHERE to_wa_id = ANY(%s) AND status = 'sent' "
-        "AND sent_at > now() - make_interval(secs => %s) GROUP BY to_wa_id",
-        (list(set(wa_ids)), window_s),
-    )
+    cur = await conn.execute(queries.recent_sends_by_recipient, (list(set(wa_ids)), window_s))
     return dict(await cur.fetchall())
 
 
@@ -205,11 +146,7 @@ class SenderStop:
 
 async def stop_reason(conn: psycopg.AsyncConnection, sender: str) -> SenderStop | None:
     """Why this sender may not send now (the operator's pause or a sender hold), or None."""
-    cur = await conn.execute(
-        "SELECT q.paused, q.reason, h.kind, h.reason FROM queue_control q "
-        "LEFT JOIN sender_holds h ON h.sender = %s",
-        (sender,),
-    )
+    cur = await conn.execute(queries.sender_stop_reason, (sender,))
     row = await cur.fetchone()
     if row is None:
         return None
@@ -221,10 +158,7 @@ async def stop_reason(conn: psycopg.AsyncConnection, sender: str) -> SenderStop 
 
 async def next_due_in(conn: psycopg.AsyncConnection) -> float | None:
     """Seconds until the earliest deferred queued row comes due, or None when none waits."""
-    cur = await conn.execute(
-        "SELECT extract(epoch FROM min(next_attempt_at) - now())::float FROM notifications "
-        "WHERE status = 'queued' AND next_attempt_at > now()"
-    )
+    cur = await conn.execute(queries.next_due_in)
     return (await cur.fetchone())[0]
 
 
@@ -232,7 +166,4 @@ async def record_event(conn: psycopg.AsyncConnection, event_type: str, details: 
     from psycopg.types.json import Jsonb
 
     async with single_statement(conn):
-        await conn.execute(
-            "INSERT INTO observability_events (event_type, details) VALUES (%s, %s)",
-            (event_type, Jsonb(details)),
-        )
+        await conn.execute(queries.record_event, (event_type, Jsonb(details)))

@@ -14,22 +14,10 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from notify_pipeline.engine import queries
 from notify_pipeline.whatsapp.templates import parse_spec
 
-UPSERT = """
-INSERT INTO whatsapp_templates (template_key, template_name, language, category, domain, approval_status,
-                                parameter_format, variables, components, meta_template_id, synced_at)
-VALUES (%(key)s, %(name)s, %(language)s, %(category)s, %(domain)s, %(status)s, %(format)s, %(variables)s,
-        %(components)s, %(meta_id)s, now())
-ON CONFLICT (template_name, language) DO UPDATE
-   SET category = EXCLUDED.category, approval_status = EXCLUDED.approval_status,
-       parameter_format = EXCLUDED.parameter_format, variables = EXCLUDED.variables,
-       components = EXCLUDED.components, meta_template_id = EXCLUDED.meta_template_id, synced_at = now(),
-       is_active = whatsapp_templates.is_active OR (EXCLUDED.approval_status = 'APPROVED'
-                                                    AND whatsapp_templates.inactive_reason IS NOT DISTINCT FROM 'not_at_meta'),
-       inactive_reason = CASE WHEN EXCLUDED.approval_status = 'APPROVED' THEN NULL
-                              ELSE whatsapp_templates.inactive_reason END
-"""
+UPSERT = queries.upsert_template
 
 # Why a template sync switched a template off; the only switch-off that is undone by itself.
 NOT_AT_META = "not_at_meta"

@@ -17,6 +17,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from notify_pipeline.engine import queries
+
 HOST = socket.gethostname()
 
 
@@ -30,10 +32,7 @@ async def register(
     lifetime_s: float,
 ) -> None:
     await conn.execute(
-        "INSERT INTO send_workers (worker_id, sender, run_id, host, pid, backend_pid, trigger, "
-        "lifetime_ends_at) VALUES (%s, %s, %s, %s, %s, pg_backend_pid(), %s, "
-        "now() + make_interval(secs => %s)) "
-        "ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now(), ended_at = NULL",
+        queries.register_worker,
         (worker, sender, run_id, HOST, os.getpid(), trigger, lifetime_s),
     )
 
@@ -43,21 +42,13 @@ async def heartbeat(
 ) -> None:
     """Say the drain is alive, and extend the lease of the rows it still holds (and only those)
     once a third of the lease has passed, so a slow API never lets a live drain's claim expire."""
-    await conn.execute("UPDATE send_workers SET heartbeat_at = now() WHERE worker_id = %s", (worker,))
+    await conn.execute(queries.worker_heartbeat, (worker,))
     if holding:
-        await conn.execute(
-            "UPDATE notifications SET locked_at = now() WHERE id = ANY(%s) AND status = 'queued' "
-            "AND locked_by = %s AND locked_at < now() - make_interval(secs => %s)",
-            (list(holding), worker, lease_s / 3),
-        )
+        await conn.execute(queries.extend_leases, (list(holding), worker, lease_s / 3))
 
 
 async def finish(conn: psycopg.AsyncConnection, worker: str, stopped_by: str, report: dict[str, Any]) -> None:
-    await conn.execute(
-        "UPDATE send_workers SET ended_at = now(), heartbeat_at = now(), stopped_by = %s, report = %s "
-        "WHERE worker_id = %s",
-        (stopped_by, Jsonb(report), worker),
-    )
+    await conn.execute(queries.finish_worker, (stopped_by, Jsonb(report), worker))
 
 
 def _process_gone(pid: int) -> bool:
@@ -70,14 +61,7 @@ def _process_gone(pid: int) -> bool:
     return False
 
 
-CLAIM_HOLDERS = """
-SELECT n.locked_by, w.host, w.pid, w.ended_at IS NOT NULL,
-       coalesce(w.heartbeat_at, max(n.locked_at)) < now() - make_interval(secs => %(silent)s)
-  FROM notifications n
-  LEFT JOIN send_workers w ON w.worker_id = n.locked_by
- WHERE n.status = 'queued' AND n.locked_at IS NOT NULL AND n.locked_by IS DISTINCT FROM %(me)s
- GROUP BY n.locked_by, w.host, w.pid, w.ended_at, w.heartbeat_at
-"""
+CLAIM_HOLDERS = queries.claim_holders
 
 
 async def rescue(conn: psycopg.AsyncConnection, *, me: str, silent_after_s: float) -> int:
@@ -90,9 +74,5 @@ async def rescue(conn: psycopg.AsyncConnection, *, me: str, silent_after_s: floa
     ]
     if not dead:
         return 0
-    cur = await conn.execute(
-        "UPDATE notifications SET locked_at = NULL WHERE status = 'queued' AND locked_at IS NOT NULL "
-        "AND locked_by = ANY(%s)",
-        (dead,),
-    )
+    cur = await conn.execute(queries.release_dead_claims, (dead,))
     return cur.rowcount
