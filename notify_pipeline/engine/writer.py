@@ -27,6 +27,11 @@ from notify_pipeline.engine import journal, store
 from notify_pipeline.engine.store import Outcome
 
 RETRY_CAP_S = 8.0  # the longest wait between two tries of a database (or journal) that is away
+# A deadlock or serialization failure (the runbook's stop SQL updating the rows this write holds,
+# in another order) says nothing about the database being away: the write is tried again at once,
+# a few times, before it counts as a fault that stops the drain.
+CONFLICT_TRIES = 5
+CONFLICTS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 HELD_NOTICE_EVERY_S = 300.0  # how often the line about results held in memory is said again
 
 
@@ -77,7 +82,7 @@ class ResultWriter:
             return
         if not self.gave_up:
             try:
-                await store.write_outcomes(self._live(), outcomes, worker=worker or self.worker)
+                await self._write_through_conflicts(outcomes, worker or self.worker)
                 return
             except DB_ERRORS as exc:
                 self.db_error = describe_db_error(exc)
@@ -87,6 +92,16 @@ class ResultWriter:
                 ):
                     return
         self.keep(outcomes, worker=worker)
+
+    async def _write_through_conflicts(self, outcomes: Sequence[Outcome], worker: str) -> None:
+        for attempt in range(1, CONFLICT_TRIES + 1):
+            try:
+                await store.write_outcomes(self._live(), outcomes, worker=worker)
+                return
+            except CONFLICTS:
+                if attempt == CONFLICT_TRIES:
+                    raise
+                await asyncio.sleep(0.01 * attempt)
 
     def keep(
         self, outcomes: Sequence[Outcome], *, worker: str | None = None, events: Iterable[tuple] = ()

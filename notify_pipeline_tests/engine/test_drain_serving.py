@@ -17,7 +17,14 @@ import pytest
 
 from notify_pipeline.engine.operations import set_paused
 from notify_pipeline.whatsapp.messages import callback_data
-from notify_pipeline_tests.support.drain_harness import DrainThread, counts, events, fresh, wait_until
+from notify_pipeline_tests.support.drain_harness import (
+    DrainThread,
+    assert_accepted_exactly,
+    counts,
+    events,
+    fresh,
+    wait_until,
+)
 from notify_pipeline_tests.support.engine import (
     enqueue,
     enqueue_many,
@@ -42,22 +49,24 @@ def test_an_enqueue_wakes_an_idle_drain_and_the_lifetime_ends_it(db_url, emulato
     wait_until(lambda: _started(db_url), what="the drain to start")
     time.sleep(0.5)
     with fresh(db_url) as conn:
-        enqueue(conn, welcome("+250788100001"))
+        woken = enqueue(conn, welcome("+250788100001"))
     wait_until(lambda: emulator.stats()["total"] == 1, timeout=5, what="the row to be sent")
     report = drain.join()
     assert report.stopped_by == "lifetime"
     assert report.sent == 1 and counts(db_url) == {"sent": 1}
+    assert_accepted_exactly(emulator, [woken])
 
 
 def test_a_deferred_row_is_sent_when_it_comes_due(db_url, emulator, tmp_path) -> None:
     emulator.configure(limits_enabled=False)
     with fresh(db_url) as conn:
         load_demo_templates(conn)
-        enqueue(conn, welcome("+250788100002"), {"delay_seconds": 2})
+        deferred = enqueue(conn, welcome("+250788100002"), {"delay_seconds": 2})
     drain = DrainThread(db_url, emulator, max_seconds=6, journal_dir=tmp_path, **SERVE)
     report = drain.join()
     assert report.sent == 1, "the timer set to the earliest next_attempt_at woke the drain"
     assert report.stopped_by == "lifetime"
+    assert_accepted_exactly(emulator, [deferred])
 
 
 def test_a_pause_ends_a_serving_drain(db_url, emulator, tmp_path) -> None:
@@ -82,13 +91,15 @@ def test_a_successor_takes_over_at_the_end_of_the_lifetime_with_nothing_lost_or_
     wait_until(lambda: _started(db_url), what="the first drain to start")
     second = DrainThread(db_url, emulator, max_seconds=6, lock_wait_s=30, journal_dir=tmp_path, **SERVE)
     with fresh(db_url) as conn:
+        ids = []
         for i in range(40):  # a trickle across the handover
-            enqueue(conn, welcome(f"+25078820{i:04d}"))
+            ids.append(enqueue(conn, welcome(f"+25078820{i:04d}")))
             time.sleep(0.15)
     reports = [first.join(), second.join()]
     assert [r.stopped_by for r in reports] == ["lifetime", "lifetime"]
     assert sum(r.sent for r in reports) == 40 and all(r.sent > 0 for r in reports)
     assert counts(db_url) == {"sent": 40}
+    assert_accepted_exactly(emulator, ids)
     assert emulator.stats()["duplicates"] == 0
 
 
@@ -102,7 +113,7 @@ def test_at_the_end_of_its_lifetime_a_drain_hands_its_rows_and_the_sender_over_b
     emulator.configure(limits_enabled=False)
     with fresh(db_url) as conn:
         load_demo_templates(conn)
-        enqueue_many(conn, 400)
+        ids = enqueue_many(conn, 400)
     paced = {**SERVE, "throughput_per_s": 50, "pair_per_s": None, "heartbeat_s": 600}
     first = DrainThread(db_url, emulator, max_seconds=3, journal_dir=tmp_path, **paced)
     wait_until(lambda: _started(db_url), what="the first drain to start")
@@ -115,6 +126,7 @@ def test_at_the_end_of_its_lifetime_a_drain_hands_its_rows_and_the_sender_over_b
     assert [r.stopped_by for r in reports] == ["lifetime", "lifetime"]
     assert reports[0].released > 0, "the rows in hand went back to the successor"
     assert counts(db_url) == {"sent": 400} and sum(r.sent for r in reports) == 400
+    assert_accepted_exactly(emulator, ids)
     assert emulator.stats()["duplicates"] == 0
 
 
@@ -122,7 +134,7 @@ def test_a_killed_serving_drain_is_recovered_by_the_next_one(db_url, emulator, t
     emulator.configure(limits_enabled=False, latency_ms=200)
     with fresh(db_url) as conn:
         load_demo_templates(conn)
-        enqueue_many(conn, 300)
+        ids = enqueue_many(conn, 300)
     env = {
         **os.environ,
         "NOTIFY_DATABASE_URL": db_url,
@@ -143,9 +155,12 @@ def test_a_killed_serving_drain_is_recovered_by_the_next_one(db_url, emulator, t
     worker.wait(10)
     report = run_drain(db_url, emulator, throughput_per_s=None, journal_dir=tmp_path)
     assert report.rescued > 0, "the dead drain's claims were given back at once (its process is gone)"
-    assert counts(db_url) == {"sent": 300}, "nothing lost"
+    assert counts(db_url) == {"sent": 300}
+    assert_accepted_exactly(emulator, ids)
     stats = emulator.stats()
-    assert stats["duplicates"] <= 10, "only requests in flight at the kill can go out twice"
+    assert stats["duplicates"] <= 10, (
+        "only the requests in flight at the kill (--concurrency) can go out twice"
+    )
 
 
 def test_a_high_priority_row_overtakes_a_backlog(db_url, emulator, tmp_path) -> None:

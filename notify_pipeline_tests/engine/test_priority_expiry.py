@@ -76,8 +76,7 @@ def test_claim_takes_higher_priority_first_then_due_time(db: psycopg.Connection,
 
 
 def test_a_claim_never_returns_more_than_its_limit(db: psycopg.Connection, db_url: str) -> None:
-    for i in range(60):
-        enqueue(db, welcome(f"+2507881{i:05d}"), {"priority": i % 3})
+    ids = {enqueue(db, welcome(f"+2507881{i:05d}"), {"priority": i % 3}) for i in range(60)}
     claims: list[list[dict[str, Any]]] = []
     lock = threading.Lock()
 
@@ -92,11 +91,16 @@ def test_a_claim_never_returns_more_than_its_limit(db: psycopg.Connection, db_ur
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    assert len(claims) == 9
     assert all(len(rows) <= 7 for rows in claims)
+    assert max(len(rows) for rows in claims) == 7, "a claim took its full limit: the bound was reached"
     claimed = [r["id"] for rows in claims for r in rows]
     assert len(claimed) == len(set(claimed)), "no row went to two claims"
     locked = db.execute("SELECT count(*) FROM notifications WHERE locked_at IS NOT NULL").fetchone()[0]
     assert locked == len(claimed), "a claim locked exactly the rows it returned"
+    # What the nine claims left is still there for another worker: every row claimed exactly once.
+    rest = [r["id"] for r in take(db_url, "worker-z", limit=100)]
+    assert sorted(claimed + rest) == sorted(ids)
 
 
 def test_a_worker_never_reclaims_its_own_stale_rows_another_worker_may(

@@ -3,6 +3,9 @@ on numbers and time zones. Real PostgreSQL."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
 import psycopg
 import pytest
 
@@ -53,6 +56,13 @@ def test_init_rejects_malformed_number(db: psycopg.Connection) -> None:
 @pytest.mark.parametrize("zone", ["Africa/Kigali", "America/Argentina/Buenos_Aires", "UTC", "Etc/UTC"])
 def test_valid_iana_time_zones_are_accepted(db: psycopg.Connection, zone: str) -> None:
     db.execute("INSERT INTO contact_preferences (wa_id, timezone) VALUES ('+250788123456', %s)", (zone,))
+    assert prefs(db, "+250788123456")["timezone"] == zone, "stored as given"
+    # Usable: PostgreSQL and Python (which works out quiet hours) read the stored zone alike.
+    moment = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+    local = db.execute(
+        "SELECT %s AT TIME ZONE timezone FROM contact_preferences WHERE wa_id = '+250788123456'", (moment,)
+    ).fetchone()[0]
+    assert local == moment.astimezone(ZoneInfo(zone)).replace(tzinfo=None)
 
 
 @pytest.mark.parametrize("zone", ["Etc/GMT+3", "Etc/GMT-14", "Etc/GMT+0"])

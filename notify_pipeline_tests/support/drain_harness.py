@@ -1,17 +1,20 @@
 """A drain in a background thread, and what fault tests count: the emulator's ledger against the
-database's rows."""
+database's rows. "Nothing lost" is read from the ledger (`assert_accepted_exactly`), never from the
+database's own sent count, which a row marked sent without a POST would satisfy."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import psycopg
 
 from notify_pipeline.db.connect import connect
 from notify_pipeline.engine.drain_config import DrainReport
+from notify_pipeline.whatsapp.messages import notification_id_of
 from notify_pipeline_tests.support.engine import run_drain
 
 
@@ -67,3 +70,27 @@ def events(db_url: str, kind: str) -> list[dict]:
 def received_after(emulator, moment: float, **filters: str) -> int:
     """Messages the emulator accepted after `moment` (unix seconds)."""
     return sum(1 for m in emulator.messages(**filters) if m["received_at"] > moment)
+
+
+def accepted_ids(emulator) -> Counter[int | None]:
+    """How often the emulator accepted each notification, by the `np1:<id>` callback data the
+    product sends (None counts messages that carry no id of ours)."""
+    return Counter(notification_id_of(m["biz_opaque_callback_data"]) for m in emulator.messages())
+
+
+def assert_accepted_exactly(emulator, ids: Iterable[int]) -> Counter[int | None]:
+    """Nothing lost, nothing foreign: the notifications the emulator accepted are exactly `ids`
+    (each at least once; duplicates are the caller's to bound). Returns the ledger's counts."""
+    accepted = accepted_ids(emulator)
+    expected = set(ids)
+    lost, foreign = expected - accepted.keys(), accepted.keys() - expected
+    assert not lost and not foreign, (
+        f"{len(lost)} never accepted (e.g. {sorted(lost)[:5]}), "
+        f"{len(foreign)} accepted but not expected (e.g. {sorted(foreign, key=str)[:5]})"
+    )
+    return accepted
+
+
+def ids_with_status(db_url: str, status: str) -> list[int]:
+    with fresh(db_url) as conn:
+        return [i for (i,) in conn.execute("SELECT id FROM notifications WHERE status = %s", (status,))]
