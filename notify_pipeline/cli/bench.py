@@ -8,7 +8,8 @@ import click
 import psycopg
 from click.core import ParameterSource
 
-from notify_pipeline.cli.common import OperatorError, first_line, queue_url, shown_default
+from notify_pipeline.cli.common import OperatorError, queue_url, shown_default
+from notify_pipeline.db.errors import first_line
 
 
 class Sections(click.Choice):

@@ -16,6 +16,7 @@ import psycopg
 from notify_pipeline import redact
 from notify_pipeline.db import urls
 from notify_pipeline.db.connect import connect
+from notify_pipeline.db.errors import first_line
 
 MAX_REASON_CHARS = 500
 T = TypeVar("T")
@@ -29,12 +30,6 @@ class OperatorError(click.ClickException):
     def show(self, file=None) -> None:
         for line in redact.scrub(self.format_message()).splitlines() or [""]:
             click.echo(f"notify-pipeline: {line}", err=True)
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's first line (a driver's message runs to several), or its type when it has none."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def unreachable(exc: BaseException, hint: str = "") -> OperatorError:

@@ -20,6 +20,7 @@ from notify_pipeline.cli.common import (
     on_queue,
     queue_connection,
 )
+from notify_pipeline.db.errors import first_line
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -102,7 +103,7 @@ def enqueue_command(
         try:
             click.echo(enqueue(conn, message, meta))
         except psycopg.errors.InvalidParameterValue as exc:
-            raise OperatorError(str(exc).splitlines()[0]) from exc
+            raise OperatorError(first_line(exc)) from exc
 
 
 @click.command("sweep")

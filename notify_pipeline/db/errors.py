@@ -12,7 +12,12 @@ import psycopg
 DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
+def first_line(exc: BaseException | None) -> str:
+    """An exception's first line (a driver's message runs to several), or its type when it has none."""
+    text = str(exc or "").strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def describe_db_error(exc: BaseException) -> str:
     """`OperationalError: <the first line of its text>`, for a report or a log line."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
+    return f"{type(exc).__name__}: {first_line(exc)}"

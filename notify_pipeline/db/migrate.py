@@ -13,6 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from notify_pipeline.db import urls
+from notify_pipeline.db.errors import first_line
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x6E6F7469  # any constant every migrator shares
@@ -101,13 +102,8 @@ def _check_known_revision(revision: str | None) -> None:
         )
 
 
-def _first_line(error: BaseException | None) -> str:
-    text = str(error or "").strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def _connection_advice(url: str, error: BaseException | None) -> str:
-    reason = _first_line(error)
+    reason = first_line(error)
     where = urls.mask(url)
     if "does not exist" in reason and "database" in reason:
         fix = f"create it (createdb {urls.database_name(url)}) or point NOTIFY_DATABASE_URL at an existing database"
@@ -121,7 +117,7 @@ def _connection_advice(url: str, error: BaseException | None) -> str:
 
 
 def _programming_advice(url: str, error: BaseException | None) -> str:
-    reason = _first_line(error)
+    reason = first_line(error)
     if isinstance(
         error,
         psycopg.errors.DuplicateTable | psycopg.errors.DuplicateFunction | psycopg.errors.DuplicateObject,

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 
+from notify_pipeline.db.errors import first_line
 from notify_pipeline.engine import quiet_hours as quiet
 from notify_pipeline.engine.operations import record
 from notify_pipeline.engine.quiet_hours import DEFAULT_QUIET_HOURS, DEFAULT_TIMEZONE
@@ -76,9 +77,7 @@ def parse_window(spec: str) -> tuple[time, time]:
 def _as_contact_error() -> Iterator[None]:
     try:
         yield
-    except ContactError:
-        raise
-    except ValueError as exc:
+    except ValueError as exc:  # quiet_hours' refusals, worded for the operator already
         raise ContactError(str(exc)) from None
 
 
@@ -188,7 +187,7 @@ def _update(conn: psycopg.Connection, statement: str, params: tuple[Any, ...]) -
     try:
         conn.execute(statement, params)
     except psycopg.errors.CheckViolation as exc:  # this server's zone list differs from Python's
-        raise ContactError(f"the database refused the change: {str(exc).splitlines()[0]}") from exc
+        raise ContactError(f"the database refused the change: {first_line(exc)}") from exc
 
 
 def window_text(prefs: ContactPreferences) -> str | None:

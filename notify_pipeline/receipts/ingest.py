@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import psycopg
 
-from notify_pipeline.db.errors import DB_ERRORS
+from notify_pipeline.db.errors import DB_ERRORS, first_line
 from notify_pipeline.receipts import waiting
 from notify_pipeline.receipts.apply import Ingested, ingest_async
 from notify_pipeline.receipts.parse import Update
@@ -58,7 +58,7 @@ Connect = Callable[[], Awaitable[psycopg.AsyncConnection]]
 
 
 def _first_line(exc: BaseException) -> str:
-    return scrub((str(exc).splitlines() or [type(exc).__name__])[0])[:300]
+    return scrub(first_line(exc))[:300]
 
 
 def _refusal(exc: BaseException) -> str:
