@@ -16,6 +16,11 @@ from notify_pipeline.whatsapp.client import ClientSettings
 from notify_pipeline.whatsapp.transports import DEFAULT_TRANSPORT
 
 
+def run_actor(context: dg.OpExecutionContext) -> str:
+    """Who the queue database records as changing rows for an op: its job and run."""
+    return f"{context.job_name}:{context.run_id[:8]}"
+
+
 class QueueDatabase(dg.ConfigurableResource):
     """The PostgreSQL database holding the notification queue."""
 

@@ -27,11 +27,6 @@ class Setting:
     low: float
     high: float
 
-    def check(self, name: str, value: float) -> float:
-        if not (math.isfinite(value) and self.low <= value <= self.high):
-            raise ValueError(f"{name} must be from {self.low:g} to {self.high:g}, not {value}")
-        return value
-
 
 BATCH_SIZE = Setting(200, 1, 5000)  # rows claimed per batch
 CONCURRENCY = Setting(64, 1, 512)  # requests in flight

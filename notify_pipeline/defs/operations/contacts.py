@@ -9,12 +9,8 @@ import dagster as dg
 import psycopg
 from pydantic import Field
 
-from notify_pipeline.defs.resources import QueueDatabase
+from notify_pipeline.defs.resources import QueueDatabase, run_actor
 from notify_pipeline.operations import contacts
-
-
-def _actor(context: dg.OpExecutionContext) -> str:
-    return f"{context.job_name}:{context.run_id[:8]}"
 
 
 @contextmanager
@@ -34,7 +30,7 @@ def _window_change(
     any connection is opened, and a connection to write it with; a ContactError fails the run."""
     with _refusals_fail_the_run():
         window = contacts.quiet_hours(config.quiet_hours_start, config.quiet_hours_end)
-        with queue_db.connection(actor=_actor(context)) as conn:
+        with queue_db.connection(actor=run_actor(context)) as conn:
             yield conn, window
 
 
@@ -55,7 +51,7 @@ def _contact_change_job(
 
     @dg.op(name=name, description=does, out=dg.Out(output[1]))
     def change_contact(context: dg.OpExecutionContext, config: ContactChangeConfig, queue_db: QueueDatabase):
-        with queue_db.connection(actor=_actor(context)) as conn, _refusals_fail_the_run():
+        with queue_db.connection(actor=run_actor(context)) as conn, _refusals_fail_the_run():
             result = change(conn, config.wa_id, config.reason)
         context.add_output_metadata({output[0]: result})
         return result
@@ -97,7 +93,7 @@ def set_contact_preferences(
     """Set an existing contact's quiet hours and/or time zone, validated before any write."""
     with _window_change(context, config, queue_db) as (conn, window):
         prefs = contacts.set_preferences(
-            conn, config.wa_id, _actor(context), window=window, timezone=config.timezone
+            conn, config.wa_id, run_actor(context), window=window, timezone=config.timezone
         )
     summary = {"quiet_hours": contacts.window_text(prefs), "timezone": prefs.timezone}
     context.add_output_metadata(summary)
@@ -126,7 +122,7 @@ def apply_quiet_hours_defaults(
         assert window is not None
         report = contacts.bulk_defaults(
             conn,
-            _actor(context),
+            run_actor(context),
             window=window,
             timezone=config.timezone,
             dry_run=config.dry_run,

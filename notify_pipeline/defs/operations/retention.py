@@ -11,7 +11,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from notify_pipeline.defs.resources import QueueDatabase
+from notify_pipeline.defs.resources import QueueDatabase, run_actor
 from notify_pipeline.operations import retention
 from notify_pipeline.receipts.bounds import MIN_KEEP_DAYS
 
@@ -66,7 +66,7 @@ def delete_old_audit_rows(
 ) -> dict:
     """Delete (or count) old audit-log rows, observability events, resolved alerts and webhook
     events, in batches."""
-    actor = f"{context.job_name}:{context.run_id[:8]}"
+    actor = run_actor(context)
     with queue_db.connection(actor=actor) as conn:
         report = retention.cleanup(
             conn,

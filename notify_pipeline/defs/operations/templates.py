@@ -6,7 +6,7 @@ The scheduled run writes (dry_run: false); a run launched by hand is a dry run u
 import dagster as dg
 from pydantic import Field
 
-from notify_pipeline.defs.resources import QueueDatabase, WhatsAppCloudApi
+from notify_pipeline.defs.resources import QueueDatabase, WhatsAppCloudApi, run_actor
 from notify_pipeline.operations import templates
 
 
@@ -22,7 +22,7 @@ def sync_whatsapp_templates(
     whatsapp: WhatsAppCloudApi,
 ) -> dict:
     """List the business account's templates at Meta and sync them; settle waiting rows."""
-    actor = f"{context.job_name}:{context.run_id[:8]}"
+    actor = run_actor(context)
     try:
         remote = templates.fetch_remote(whatsapp.client_settings(), whatsapp.waba_id)
         with queue_db.connection(actor=actor) as conn:

@@ -7,7 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from notify_pipeline import settings
-from notify_pipeline.defs.resources import QueueDatabase, WhatsAppCloudApi
+from notify_pipeline.defs.resources import QueueDatabase, WhatsAppCloudApi, run_actor
 from notify_pipeline.engine import operations
 from notify_pipeline.engine.drain import run_drain
 from notify_pipeline.engine.drain_config import (
@@ -36,11 +36,6 @@ MAX_RUNTIME_GRACE_S = 300
 
 def sender_tags() -> dict[str, str]:
     return {SENDER_TAG: settings.sender_key()}
-
-
-def run_actor(context: dg.OpExecutionContext) -> str:
-    """Who the queue database records as changing rows: the job and its run."""
-    return f"{context.job_name}:{context.run_id[:8]}"
 
 
 def one_op_job(op: dg.OpDefinition, name: str, description: str, **options: Any) -> dg.JobDefinition:

@@ -5,8 +5,8 @@ import uuid
 import dagster as dg
 from pydantic import Field
 
-from notify_pipeline.defs.queue.jobs import one_op_job, run_actor
-from notify_pipeline.defs.resources import QueueDatabase
+from notify_pipeline.defs.queue.jobs import one_op_job
+from notify_pipeline.defs.resources import QueueDatabase, run_actor
 from notify_pipeline.engine.enqueue import build_message, enqueue
 
 
