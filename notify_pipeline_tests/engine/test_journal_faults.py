@@ -14,12 +14,18 @@ import json
 import os
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from notify_pipeline_tests.support.drain_harness import DrainThread, counts, events, fresh, wait_until
+from notify_pipeline_tests.support.drain_harness import (
+    DrainThread,
+    assert_each_sent_once,
+    counts,
+    events,
+    fresh,
+    wait_until,
+)
 from notify_pipeline_tests.support.engine import enqueue_many, load_demo_templates, run_drain
 from notify_pipeline_tests.support.full_disk import FOLDER, FULL_FLAG, FullDisk
 from notify_pipeline_tests.support.paths import REPO_ROOT
@@ -35,14 +41,8 @@ def _seed(db_url: str, count: int) -> list[int]:
 
 
 def _each_sent_once(db_url: str, emulator, total: int) -> None:
-    ledger = emulator.messages()
     assert counts(db_url) == {"sent": total}, "every row sent"
-    per_callback = Counter(m["biz_opaque_callback_data"] for m in ledger)
-    assert len(ledger) == total and set(per_callback.values()) == {1}, "each message accepted once"
-    assert emulator.stats()["duplicates"] == 0
-    with fresh(db_url) as conn:
-        recorded = {w for (w,) in conn.execute("SELECT wa_message_id FROM notifications")}
-    assert recorded == {m["wamid"] for m in ledger}
+    assert_each_sent_once(db_url, emulator, total)
 
 
 def _unclaimed(db_url: str) -> int:

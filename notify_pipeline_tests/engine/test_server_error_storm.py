@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 
 import pytest
 
 from notify_pipeline.engine.policy import PolicyConfig
 from notify_pipeline.whatsapp.client import CloudApiClient
-from notify_pipeline_tests.support.drain_harness import DrainThread, counts, events, fresh, wait_until
+from notify_pipeline_tests.support.drain_harness import (
+    DrainThread,
+    assert_each_sent_once,
+    counts,
+    events,
+    fresh,
+    wait_until,
+)
 from notify_pipeline_tests.support.engine import client_settings, enqueue_many, load_demo_templates, run_drain
 
 pytestmark = pytest.mark.slow
@@ -49,17 +55,6 @@ def _drain_until_all_sent(db_url: str, emulator, total: int, tmp_path) -> None:
             db_url, emulator, throughput_per_s=None, journal_dir=tmp_path, max_seconds=30, policy=POLICY
         )
         time.sleep(0.2)
-
-
-def _each_sent_once(db_url: str, emulator, total: int) -> None:
-    """The ledger against the database: every row's message accepted exactly once."""
-    ledger = emulator.messages()
-    per_callback = Counter(m["biz_opaque_callback_data"] for m in ledger)
-    assert len(ledger) == total and set(per_callback.values()) == {1}, "each message accepted once"
-    with fresh(db_url) as conn:
-        recorded = {w for (w,) in conn.execute("SELECT wa_message_id FROM notifications")}
-    assert recorded == {m["wamid"] for m in ledger}, "each row carries the message id Meta gave it"
-    assert emulator.stats()["duplicates"] == 0
 
 
 def _probe(emulator, **overrides) -> bool:
@@ -124,7 +119,7 @@ def test_a_storm_longer_than_the_retry_budget_fails_no_row(db_url, emulator, tmp
     )
     closed = events(db_url, "NOTIFY_CIRCUIT_CLOSED")
     assert closed and closed[0]["probes"] >= 6
-    _each_sent_once(db_url, emulator, total)
+    assert_each_sent_once(db_url, emulator, total)
 
 
 def test_a_single_rows_5xx_still_retries_with_back_off(db_url, emulator, tmp_path) -> None:
@@ -143,4 +138,4 @@ def test_a_single_rows_5xx_still_retries_with_back_off(db_url, emulator, tmp_pat
     assert set(retries.values()) == {0}
     assert not events(db_url, "NOTIFY_CIRCUIT_OPEN"), "one 5xx is not an outage"
     assert emulator.stats()["rejected"] == 1 and len(ids) == 60
-    _each_sent_once(db_url, emulator, 60)
+    assert_each_sent_once(db_url, emulator, 60)

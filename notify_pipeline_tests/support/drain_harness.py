@@ -91,6 +91,18 @@ def assert_accepted_exactly(emulator, ids: Iterable[int]) -> Counter[int | None]
     return accepted
 
 
+def assert_each_sent_once(db_url: str, emulator, total: int) -> None:
+    """The ledger against the database: `total` messages, each accepted exactly once, and every
+    row carrying the message id Meta gave it."""
+    ledger = emulator.messages()
+    per_callback = Counter(m["biz_opaque_callback_data"] for m in ledger)
+    assert len(ledger) == total and set(per_callback.values()) == {1}, "each message accepted once"
+    with fresh(db_url) as conn:
+        recorded = {w for (w,) in conn.execute("SELECT wa_message_id FROM notifications")}
+    assert recorded == {m["wamid"] for m in ledger}, "each row carries the message id Meta gave it"
+    assert emulator.stats()["duplicates"] == 0
+
+
 def ids_with_status(db_url: str, status: str) -> list[int]:
     with fresh(db_url) as conn:
         return [i for (i,) in conn.execute("SELECT id FROM notifications WHERE status = %s", (status,))]
