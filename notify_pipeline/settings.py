@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from notify_pipeline.engine.drain_config import LIFETIME_MINUTES
+from notify_pipeline.engine.drain_settings import LIFETIME_MINUTES
 from notify_pipeline.redact import SECRET_VARIABLES
 from notify_pipeline.whatsapp.transports import DEFAULT_TRANSPORT, TRANSPORTS
 

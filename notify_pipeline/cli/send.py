@@ -10,13 +10,8 @@ import psycopg
 
 from notify_pipeline import redact, settings
 from notify_pipeline.cli.common import Number, OperatorError, as_operator_error, queue_url, unreachable
-from notify_pipeline.engine.drain_config import (
-    BATCH_SIZE,
-    CONCURRENCY,
-    THROUGHPUT_PER_S,
-    DrainConfig,
-    StopReason,
-)
+from notify_pipeline.engine.drain_config import DrainConfig, StopReason
+from notify_pipeline.engine.drain_settings import BATCH_SIZE, CONCURRENCY, THROUGHPUT_PER_S
 
 # Meta refused the credentials or the account: the sender is held until an operator lifts it.
 HELD_BY_META = (StopReason.AUTH_ERROR, StopReason.ACCOUNT_ERROR)

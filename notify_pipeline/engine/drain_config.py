@@ -14,25 +14,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from notify_pipeline.engine.drain_settings import BATCH_SIZE, CONCURRENCY, THROUGHPUT_PER_S
 from notify_pipeline.engine.pacing import PacingRule
 from notify_pipeline.engine.policy import PolicyConfig
-
-
-@dataclass(frozen=True)
-class Setting:
-    """A drain setting's default and its accepted range (inclusive), stated once: DrainConfig,
-    SendConfig (run config), `notify-pipeline send` and the environment's settings read it."""
-
-    default: float
-    low: float
-    high: float
-
-
-BATCH_SIZE = Setting(200, 1, 5000)  # rows claimed per batch
-CONCURRENCY = Setting(64, 1, 512)  # requests in flight
-# Meta's throughput tier of the sender number, msg/s: 80 for most numbers, up to 1,000.
-THROUGHPUT_PER_S = Setting(80.0, 1, 1000)
-LIFETIME_MINUTES = Setting(120.0, 1, 24 * 60)  # a serving send run, before its successor takes over
 
 
 def new_worker_id(prefix: str = "worker") -> str:

@@ -10,16 +10,13 @@ from notify_pipeline import settings
 from notify_pipeline.defs.resources import QueueDatabase, WhatsAppCloudApi, run_actor
 from notify_pipeline.engine import operations
 from notify_pipeline.engine.drain import run_drain
-from notify_pipeline.engine.drain_config import (
+from notify_pipeline.engine.drain_config import PLANNED_STOPS, DrainConfig, DrainReport, StopReason
+from notify_pipeline.engine.drain_settings import (
     BATCH_SIZE,
     CONCURRENCY,
     LIFETIME_MINUTES,
-    PLANNED_STOPS,
     THROUGHPUT_PER_S,
-    DrainConfig,
-    DrainReport,
     Setting,
-    StopReason,
 )
 
 # Run tag that dagster.yaml limits per value: the send runs of one sender phone number.
